@@ -1,0 +1,502 @@
+"""`solve`: integrate a System with diffrax, one compiled program per static configuration.
+
+Static (changing it compiles once, then hits the cache): the system's vector field, the solver,
+the gradient method, the number and kind of save points, fixed or adaptive steps, max_steps.
+Traced (changing it never compiles): parameter values, y0, t_span, rtol, atol, save times, dt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _context
+from ._errors import InputError, MethodError, OdelabError, SolveError
+from ._solution import Solution
+from ._solvers import DEFAULT_EXPLICIT, DEFAULT_STIFF, solver_spec
+from ._system import System, _float_array, check_t_span
+from .methods import GradientMethod, method_object
+
+DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-8
+DEFAULT_SAVE_POINTS = 201
+DEFAULT_MAX_STEPS = 16384
+STIFFNESS_THRESHOLD = 1e3  # max |Re λ| × (t1 − t0) above which a problem counts as stiff
+
+
+# --------------------------------------------------------------------------------------------
+# static configuration
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SolveConfig:
+    """Everything about a solve that shapes the compiled program (hashable)."""
+
+    f: Any
+    states: tuple[str, ...]
+    system_name: str
+    solver: str
+    method: GradientMethod
+    save: str  # "count" | "times" | "dense"
+    n_save: int
+    fixed_steps: bool
+    max_steps: int
+    solver_reason: str = dataclasses.field(default="", compare=False)
+
+
+class _Counter:
+    """Counts traces of the solve program: one trace is one compilation."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.traces = 0
+        self.compile_seconds = 0.0
+
+    def bump(self) -> None:
+        with self.lock:
+            self.traces += 1
+
+
+COMPILATIONS = _Counter()
+
+
+def compile_count() -> int:
+    """How many times odelab has traced (and so compiled) a solve program in this process."""
+    return COMPILATIONS.traces
+
+
+# --------------------------------------------------------------------------------------------
+# the compiled program
+# --------------------------------------------------------------------------------------------
+def _vector_field(f):
+    return lambda t, y, args: f(t, y, args)
+
+
+def _run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractAdjoint):
+    spec = solver_spec(config.solver)
+    solver = spec.make()
+    if config.fixed_steps:
+        controller = diffrax.ConstantStepSize()
+        dt0 = inputs["dt"]
+    else:
+        controller = diffrax.PIDController(rtol=inputs["rtol"], atol=inputs["atol"])
+        dt0 = None
+    subs = [diffrax.SubSaveAt(ts=inputs["ts"]), diffrax.SubSaveAt(t1=True)]
+    saveat = diffrax.SaveAt(subs=subs, dense=config.save == "dense")
+    out = diffrax.diffeqsolve(
+        diffrax.ODETerm(_vector_field(config.f)),
+        solver,
+        t0=inputs["t0"],
+        t1=inputs["t1"],
+        dt0=dt0,
+        y0=inputs["y0"],
+        args=inputs["params"],
+        saveat=saveat,
+        stepsize_controller=controller,
+        adjoint=adjoint,
+        max_steps=config.max_steps,
+        throw=False,
+    )
+    (ts, t_end), (ys, y_end) = out.ts, out.ys
+    dense = None
+    if config.save == "dense":
+        dense = eqx.tree_at(lambda s: (s.ts, s.ys), out, (None, None), is_leaf=lambda x: x is None)
+    return Solution(
+        ts=ts,
+        ys=ys,
+        t_reached=t_end[-1],
+        y_reached=y_end[-1],
+        result=out.result._value,
+        num_steps=out.stats["num_steps"],
+        num_accepted=out.stats["num_accepted_steps"],
+        num_rejected=out.stats["num_rejected_steps"],
+        dense=dense,
+        states=config.states,
+        system_name=config.system_name,
+        solver=config.solver,
+        method=config.method.name,
+        max_steps=config.max_steps,
+        stages=_stages(solver),
+        solver_reason=config.solver_reason,
+    )
+
+
+def _stages(solver: diffrax.AbstractSolver) -> int:
+    tableau = getattr(solver, "tableau", None)
+    c = getattr(tableau, "c", None)
+    return len(c) + 1 if c is not None else getattr(solver, "stages", 1)
+
+
+@eqx.filter_jit
+def _compiled(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
+    COMPILATIONS.bump()
+    return _integrate(config, inputs)
+
+
+def _integrate(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
+    size = int(np.prod(np.shape(inputs["y0"])))
+    return config.method.integrate(
+        lambda inp, adjoint: _run(config, inp, adjoint),
+        inputs,
+        max_steps=config.max_steps,
+        state_size=size,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# resolving the user's arguments
+# --------------------------------------------------------------------------------------------
+def _dtype():
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def _as_traced_float(argument: str, value: Any) -> jax.Array:
+    """A float scalar as a (non-weak) array, so new values reuse the compiled program."""
+    if isinstance(value, jax.core.Tracer):
+        return jnp.asarray(value, dtype=_dtype())
+    if isinstance(value, bool):
+        raise InputError(f"`{argument}` is a bool; give a number.")
+    arr = _float_array(argument, value)
+    if arr.ndim != 0:
+        raise InputError(f"`{argument}` must be a single number; got shape {arr.shape}.")
+    return jnp.asarray(arr, dtype=_dtype())
+
+
+def _check_tolerance(argument: str, value: Any) -> jax.Array:
+    arr = _as_traced_float(argument, value)
+    if not isinstance(value, jax.core.Tracer):
+        v = float(arr)
+        if not np.isfinite(v) or v <= 0:
+            raise InputError(
+                f"`{argument}={value!r}` must be a positive number, e.g. {argument}="
+                f"{DEFAULT_RTOL if argument == 'rtol' else DEFAULT_ATOL:g}."
+            )
+        if argument == "rtol" and v >= 1:
+            raise InputError(
+                f"`rtol={value!r}` asks for no accuracy at all; relative tolerances are small "
+                "numbers such as 1e-6."
+            )
+        if v < 1e-16 and jax.config.jax_enable_x64:
+            raise InputError(
+                f"`{argument}={value!r}` is below float64 resolution; the solver cannot meet it. "
+                "Use 1e-14 or larger."
+            )
+    return arr
+
+
+def _as_params(params: Any) -> Any:
+    """Parameters with Python and numpy scalars turned into float arrays (traced, not static)."""
+
+    def leaf(x):
+        if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool):
+            return jnp.asarray(x, dtype=_dtype())
+        if isinstance(x, np.ndarray) and x.dtype.kind in "fiu":
+            return jnp.asarray(x, dtype=_dtype())
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.integer):
+            return x.astype(_dtype())
+        return x
+
+    return jax.tree_util.tree_map(leaf, params)
+
+
+def _check_params_finite(params: Any) -> None:
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if isinstance(leaf, jax.core.Tracer) or not hasattr(leaf, "dtype"):
+            continue
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(leaf))):
+            where = jax.tree_util.keystr(path)
+            raise InputError(
+                f"`params{where}` contains a non-finite value (NaN or inf). Give finite numbers."
+            )
+
+
+def stiffness_estimate(system: System, y0: Any, params: Any, t_span: tuple[Any, Any]) -> float:
+    """max |Re λ(∂f/∂y)| × (t1 − t0) at the initial state: large values mean stiff."""
+    try:
+        jac = _jacobian_at(system.f, jnp.asarray(t_span[0], _dtype()), jnp.asarray(y0), params)
+        eig = np.linalg.eigvals(np.asarray(jac))
+    except Exception:  # an estimate only; an odd field must not break solve
+        return 0.0
+    return float(np.max(np.abs(eig.real)) * (float(t_span[1]) - float(t_span[0])))
+
+
+@eqx.filter_jit
+def _jacobian_at(f, t, y, p):
+    return jax.jacfwd(lambda yy: f(t, yy, p))(y)
+
+
+def _concrete(*trees: Any) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trees))
+
+
+def choose_solver(system: System, y0: Any, params: Any, t_span: tuple[Any, Any]) -> tuple[str, str]:
+    """`solver="auto"`: (name, reason). Stiff when the system says so or its Jacobian does."""
+    if system.stiff is not None:
+        name = DEFAULT_STIFF if system.stiff else DEFAULT_EXPLICIT
+        return name, f"system {system.name!r} is marked stiff={system.stiff}"
+    if not _concrete(y0, params, t_span):  # inside a transform: estimate at the defaults
+        y0, params, t_span = system.y0, system.params, system.t_span
+    s = stiffness_estimate(system, y0, params, t_span)
+    if s > STIFFNESS_THRESHOLD:
+        return DEFAULT_STIFF, (
+            f"stiff: max|Re λ|·(t1−t0) = {s:.3g} > {STIFFNESS_THRESHOLD:g} at the initial state"
+        )
+    return DEFAULT_EXPLICIT, f"non-stiff: max|Re λ|·(t1−t0) = {s:.3g} at the initial state"
+
+
+def choose_method(request: tuple[str, int] | None) -> GradientMethod:
+    """`method="auto"`: the method that serves the derivative the surrounding call asks for."""
+    from .methods import METHODS
+
+    if request is None:
+        return METHODS["checkpoint"]()
+    direction, order = request
+    if order >= 2:
+        return METHODS["direct"]()
+    if direction == "forward":
+        return METHODS["forward"]()
+    return METHODS["checkpoint"]()
+
+
+def _save_times(saveat: Any, t0: Any, t1: Any) -> tuple[str, int, jax.Array]:
+    if saveat is None:
+        saveat = DEFAULT_SAVE_POINTS
+    if isinstance(saveat, str):
+        if saveat != "dense":
+            raise InputError(
+                f"`saveat={saveat!r}` is not known. Give a number of points (saveat=200), an array "
+                "of times, or saveat='dense' for an interpolating solution."
+            )
+        n = DEFAULT_SAVE_POINTS
+        return "dense", n, jnp.linspace(t0, t1, n)
+    if isinstance(saveat, (bool, float)) or (
+        isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool)
+    ):
+        if isinstance(saveat, bool) or not float(saveat).is_integer():
+            raise InputError(
+                f"`saveat={saveat!r}`: give a whole number of save points (e.g. saveat=200)."
+            )
+        n = int(saveat)
+        if n < 2:
+            raise InputError(
+                f"`saveat={n}` is too few; at least 2 save points (start and end) are needed."
+            )
+        return "count", n, jnp.linspace(t0, t1, n)
+    if isinstance(saveat, jax.core.Tracer):
+        return "times", saveat.shape[0], saveat.astype(_dtype())
+    ts = _float_array("saveat", saveat)
+    if ts.ndim != 1 or ts.shape[0] == 0:
+        raise InputError(f"`saveat` times must be a non-empty 1-D array; got shape {ts.shape}.")
+    if np.any(np.diff(ts) < 0):
+        raise InputError("`saveat` times must be sorted in increasing order.")
+    if _concrete(t0, t1) and (ts[0] < float(t0) or ts[-1] > float(t1)):
+        raise InputError(
+            f"`saveat` times run from {ts[0]:g} to {ts[-1]:g}, outside t_span=({float(t0):g}, "
+            f"{float(t1):g}). Keep save times inside the time span."
+        )
+    return "times", ts.shape[0], jnp.asarray(ts, dtype=_dtype())
+
+
+def _check_max_steps(max_steps: Any) -> int:
+    if max_steps is None:
+        return DEFAULT_MAX_STEPS
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise InputError(
+            f"`max_steps={max_steps!r}` must be a positive whole number, e.g. max_steps=100000."
+        )
+    return int(max_steps)
+
+
+# --------------------------------------------------------------------------------------------
+# the public function
+# --------------------------------------------------------------------------------------------
+def solve(
+    system: System,
+    y0: Any = None,
+    params: Any = None,
+    t_span: tuple[float, float] | None = None,
+    saveat: Any = None,
+    solver: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int | None = None,
+    method: Any = None,
+    dt: float | None = None,
+    throw: bool = True,
+) -> Solution:
+    """Integrate `system` from `t_span[0]` to `t_span[1]`.
+
+    Anything left as None comes from the enclosing derivative or check call (`ol.gradient(...,
+    method=..., rtol=...)`), else from the system (y0, params, t_span), else from odelab's
+    defaults: solver "tsit5", rtol 1e-6, atol 1e-8, method "auto", 201 save points.
+
+    saveat: a number of evenly spaced points, an array of times, or "dense" (keeps the
+      interpolant: `sol.evaluate(t)`).
+    dt: a fixed step size (no error control); without it steps are adaptive (PID controller).
+    throw: raise `SolveError` when the solve fails (outside transforms); with False, check
+      `sol.ok` and `sol.message` instead.
+
+        >>> sol = ol.solve(ol.gallery.lorenz(), saveat=1000, rtol=1e-8)
+        >>> sol["x"], sol.stats
+    """
+    if not isinstance(system, System):
+        if hasattr(system, "solve_delay"):  # a DelaySystem solves itself by the method of steps
+            return system.solve_delay(y0=y0, params=params, t_span=t_span, saveat=saveat,
+                                      solver=solver, rtol=rtol, atol=atol, max_steps=max_steps,
+                                      method=method, dt=dt, throw=throw)
+        raise InputError(
+            f"`system` must be an odelab System (ol.System(...), @ol.system, "
+            f"ol.System.from_equations or ol.gallery.*); got {type(system).__name__}."
+        )
+    defaults = _context.current()
+    y0 = system.y0 if y0 is None else system.check_y0(y0)
+    params = _as_params(system.merge_params(params))
+    _check_params_finite(params)
+    t0, t1 = check_t_span(system.t_span if t_span is None else t_span)
+
+    solver = solver if solver is not None else defaults.solver
+    solver = solver if solver is not None else "auto"
+    reason = ""
+    if solver == "auto":
+        solver, reason = choose_solver(system, y0, params, (t0, t1))
+    spec = solver_spec(solver)
+
+    method = method if method is not None else defaults.method
+    method = method_object(method if method is not None else "auto")
+    if method == "auto":
+        method = choose_method(defaults.derivative)
+
+    fixed = dt is not None
+    if not fixed and not spec.adaptive:
+        raise InputError(
+            f"`solver={spec.name!r}` has no error estimate, so it cannot choose its own steps. "
+            "Give a fixed step with dt=..., or use an adaptive solver such as solver='tsit5'."
+        )
+    if fixed:
+        dt_arr = _as_traced_float("dt", dt)
+        if _concrete(dt_arr) and not float(dt_arr) > 0:
+            raise InputError(f"`dt={dt!r}` must be a positive step size.")
+    else:
+        dt_arr = jnp.asarray(0.0, _dtype())
+    rtol = _check_tolerance("rtol", rtol if rtol is not None else (
+        defaults.rtol if defaults.rtol is not None else DEFAULT_RTOL))
+    atol = _check_tolerance("atol", atol if atol is not None else (
+        defaults.atol if defaults.atol is not None else DEFAULT_ATOL))
+    n_max = _check_max_steps(max_steps)
+
+    t0a, t1a = _as_traced_float("t_span", t0), _as_traced_float("t_span", t1)
+    save, n_save, ts = _save_times(saveat, t0a, t1a)
+    if fixed and _concrete(dt_arr, t0a, t1a):
+        needed = int(np.ceil((float(t1a) - float(t0a)) / float(dt_arr)))
+        if needed > n_max:
+            raise InputError(
+                f"`dt={float(dt_arr):g}` needs {needed} steps over t_span=({float(t0a):g}, "
+                f"{float(t1a):g}), more than max_steps={n_max}. Raise max_steps or use a larger dt."
+            )
+
+    config = SolveConfig(
+        f=system.f,
+        states=system.states,
+        system_name=system.name,
+        solver=spec.name,
+        method=method,
+        save=save,
+        n_save=n_save,
+        fixed_steps=fixed,
+        max_steps=n_max,
+        solver_reason=reason,
+    )
+    inputs = dict(
+        y0=jnp.asarray(y0, dtype=_dtype()), params=params, t0=t0a, t1=t1a, rtol=rtol, atol=atol,
+        ts=ts, dt=dt_arr,
+    )
+    traced = not _concrete(inputs)
+    start = time.perf_counter()
+    before = COMPILATIONS.traces
+    try:
+        sol = _compiled(config, inputs)
+    except OdelabError:
+        raise
+    except Exception as err:
+        raise _translate(err, config) from err
+    if traced:
+        _context.record(sol.result, sol)
+        return sol
+    sol = jax.block_until_ready(sol)
+    elapsed = time.perf_counter() - start
+    if COMPILATIONS.traces > before:
+        COMPILATIONS.compile_seconds += elapsed
+    if not sol.ok:
+        sol = dataclasses.replace(sol, failure_hint=explain_failure(system, sol, params, rtol, float(t1a)))
+        if throw:
+            raise SolveError(sol.failure_hint)
+    return sol
+
+
+def _translate(err: Exception, config: SolveConfig) -> Exception:
+    """Turn a raw JAX error from combining transforms into an OdelabError with the way out."""
+    text = str(err)
+    name = config.method.name
+    if "forward-mode autodiff (jvp) to a custom_vjp" in text or "Unexpected tangent" in text:
+        return MethodError(
+            f"`method={name!r}` cannot be differentiated in forward mode (jax.jvp, jax.jacfwd, "
+            "jax.hessian, or a gradient of a gradient). Use method='direct' (any transform) or "
+            "method='forward' (forward mode), or call ol.jvp / ol.hessian which pick one for you."
+        )
+    if "Reverse-mode differentiation does not work for lax.while_loop" in text:
+        return MethodError(
+            f"`method={name!r}` cannot be differentiated in reverse mode (jax.grad). Use "
+            "method='checkpoint' for gradients, or call ol.gradient which picks one for you."
+        )
+    if isinstance(err, (TypeError, ValueError)) and "vector" not in text:
+        return OdelabError(
+            f"Solving {config.system_name!r} failed while tracing: {type(err).__name__}: "
+            f"{text.splitlines()[0] if text else ''}"
+        )
+    return err
+
+
+def explain_failure(system: System, sol: Solution, params: Any, rtol: Any, t1: float) -> str:
+    """A plain-words account of why a solve stopped early, with what to try."""
+    from ._solution import result_name
+
+    t = float(sol.t_reached)
+    y = np.asarray(sol.y_reached)
+    t0 = float(sol.ts[0])
+    code = int(sol.result)
+    where = f"at t={t:.6g} (of {t0:g}..{t1:g})"
+    if not np.all(np.isfinite(y)) or np.max(np.abs(y)) > 1e100:
+        return (
+            f"The solution of {system.name!r} blew up {where}: the state became "
+            f"{'non-finite' if not np.all(np.isfinite(y)) else 'huge'}. Check the parameter "
+            "values and the vector field (a finite-time singularity, a sign error or a division "
+            "by zero), or shorten t_span."
+        )
+    if code == int(diffrax.RESULTS.max_steps_reached._value):
+        stiff = stiffness_estimate(system, y, params, (t, t1))
+        spec = solver_spec(sol.solver)
+        msg = f"`solver={sol.solver!r}` hit max_steps={sol.max_steps} {where}."
+        if stiff > STIFFNESS_THRESHOLD and not spec.stiff:
+            msg += (
+                f" The system looks stiff there (max|Re λ|·(t1−t) = {stiff:.2g}). Consider "
+                f"`solver={DEFAULT_STIFF!r}` or solver='auto'."
+            )
+        else:
+            msg += (
+                f" Raise max_steps (e.g. max_steps={sol.max_steps * 4}) or loosen rtol "
+                f"(now {float(rtol):g})."
+            )
+        return msg
+    if code == int(diffrax.RESULTS.dt_min_reached._value):
+        return (
+            f"The step size of `solver={sol.solver!r}` collapsed {where}. The solution may have a "
+            "singularity there; check the parameters, or try a stiff solver."
+        )
+    return f"The solve of {system.name!r} stopped {where}: {result_name(code)}."

@@ -1,0 +1,447 @@
+"""Systems: a vector field with named states, parameters, defaults and slider metadata."""
+
+from __future__ import annotations
+
+import dataclasses
+import keyword
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import InputError, VectorFieldError, closest
+
+VectorField = Callable[[Any, jax.Array, Any], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamInfo:
+    """What a widget needs to know about one scalar parameter.
+
+    `lo`/`hi` bound the slider, `log` puts it on a log scale, `unit` and `description` label it.
+    """
+
+    name: str
+    default: float
+    lo: float
+    hi: float
+    log: bool = False
+    unit: str = ""
+    description: str = ""
+
+    @staticmethod
+    def guess(name: str, default: float, **given: Any) -> ParamInfo:
+        """Sensible slider metadata for `default`, overridden by whatever is `given`."""
+        if "range" in given:
+            given["lo"], given["hi"] = given.pop("range")
+        if default > 0:
+            lo, hi, log = default / 10.0, default * 10.0, True
+        elif default < 0:
+            lo, hi, log = default * 10.0, -default * 10.0, False
+        else:
+            lo, hi, log = -1.0, 1.0, False
+        fields = {"lo": lo, "hi": hi, "log": log}
+        unknown = set(given) - {"lo", "hi", "log", "unit", "description"}
+        if unknown:
+            bad = sorted(unknown)[0]
+            raise InputError(
+                f"`param_info[{name!r}]` has an unknown key {bad!r}."
+                f"{closest(bad, ['range', 'lo', 'hi', 'log', 'unit', 'description'])} "
+                "Use range=(lo, hi), log=True/False, unit='...', description='...'."
+            )
+        fields.update(given)
+        info = ParamInfo(name=name, default=float(default), **fields)
+        if not info.lo < info.hi:
+            raise InputError(
+                f"`param_info[{name!r}]` has range ({info.lo}, {info.hi}); the lower end must be "
+                "below the upper end."
+            )
+        if info.log and info.lo <= 0:
+            raise InputError(
+                f"`param_info[{name!r}]` asks for a log scale over ({info.lo}, {info.hi}); a log "
+                "scale needs a positive range. Give range=(lo, hi) with lo > 0, or log=False."
+            )
+        return info
+
+
+def _check_identifier(kind: str, name: Any) -> str:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise InputError(
+            f"`{kind}` contains {name!r}, which is not a valid name. Use names like 'x', 'v_m' "
+            "or 'prey' (letters, digits and underscores, not starting with a digit)."
+        )
+    return name
+
+
+def _float_array(argument: str, value: Any, *, allow_int: bool = True) -> np.ndarray:
+    """`value` as a float64 numpy array, or an InputError that says what was wrong."""
+    if isinstance(value, jax.core.Tracer):
+        raise InputError(f"`{argument}` is traced here; this check needs a concrete value.")
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # ragged lists, objects
+        raise InputError(f"`{argument}` could not be read as an array of numbers ({err}).") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating)
+        or np.issubdtype(arr.dtype, np.integer)
+        or arr.dtype == np.bool_
+    ):
+        raise InputError(
+            f"`{argument}` must be numbers; got {arr.dtype} values {value!r:.80}."
+        )
+    if np.iscomplexobj(arr):
+        raise InputError(f"`{argument}` must be real numbers; got complex values.")
+    if not allow_int and not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"`{argument}` must be floating point; got {arr.dtype}.")
+    return arr.astype(np.float64)
+
+
+def _check_finite(argument: str, arr: np.ndarray) -> None:
+    if not np.all(np.isfinite(arr)):
+        where = np.argwhere(~np.isfinite(arr))
+        idx = tuple(int(i) for i in where[0]) if arr.ndim else ()
+        raise InputError(
+            f"`{argument}` contains a non-finite value ({arr[idx] if idx else arr}) at index "
+            f"{idx if idx else '()'}. Give finite numbers."
+        )
+
+
+def _is_scalar_dict(params: Any) -> bool:
+    return isinstance(params, Mapping) and all(
+        isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
+        or (isinstance(v, (np.ndarray, jax.Array)) and np.ndim(v) == 0)
+        for v in params.values()
+    )
+
+
+class System:
+    """An ODE system dy/dt = f(t, y, p) with named states and parameters.
+
+    Example:
+        >>> def lv(t, y, p):
+        ...     x, z = y
+        ...     return jnp.stack([p["a"] * x - p["b"] * x * z, -p["c"] * z + p["d"] * x * z])
+        >>> sys = System(lv, states=("x", "z"), params=dict(a=1.0, b=0.5, c=2.0, d=0.5),
+        ...              y0=[1.0, 0.5], t_span=(0.0, 10.0), name="lv")
+
+    `params` may be any pytree: a dict of floats (each gets a slider), arrays, or equinox modules
+    (a neural network inside the vector field). `param_info` gives slider metadata per scalar
+    parameter: ``{"a": dict(range=(0.1, 5), log=True, unit="1/s", description="growth")}``.
+    """
+
+    def __init__(
+        self,
+        f: VectorField,
+        states: Sequence[str] | int,
+        params: Any = None,
+        y0: Any = None,
+        t_span: tuple[float, float] = (0.0, 10.0),
+        name: str | None = None,
+        *,
+        param_info: Mapping[str, Mapping[str, Any]] | None = None,
+        description: str = "",
+        stiff: bool | None = None,
+        data: tuple[Any, Any] | None = None,
+        equations: str | None = None,
+    ):
+        if not callable(f):
+            raise InputError(
+                f"`f` must be a function f(t, y, p) returning dy/dt; got {type(f).__name__}."
+            )
+        if isinstance(states, int):
+            states = tuple(f"y{i}" for i in range(states))
+        if isinstance(states, str):
+            raise InputError(
+                f"`states={states!r}` is a single string; give a tuple of names, e.g. "
+                f"states=({states!r},)."
+            )
+        states = tuple(_check_identifier("states", s) for s in states)
+        if len(states) == 0:
+            raise InputError("`states` is empty; a system needs at least one state.")
+        if len(set(states)) != len(states):
+            dup = next(s for s in states if states.count(s) > 1)
+            raise InputError(f"`states` names {dup!r} twice; every state needs its own name.")
+        self.f = f
+        self.states = states
+        self.name = name or getattr(f, "__name__", "system")
+        self.description = description
+        self.stiff = stiff
+        self.equations = equations
+        self.params = self._normalize_params(params if params is not None else {})
+        self.y0 = self.check_y0(y0 if y0 is not None else np.zeros(len(states)))
+        self.t_span = check_t_span(t_span)
+        self.param_info = self._build_param_info(param_info or {})
+        self.data = None if data is None else self._check_data(data)
+        self._check_vector_field()
+
+    # -- parameters ---------------------------------------------------------------------------
+    @staticmethod
+    def _normalize_params(params: Any) -> Any:
+        if isinstance(params, Mapping):
+            out = {}
+            for key, value in params.items():
+                _check_identifier("params", key)
+                if isinstance(value, bool):
+                    raise InputError(f"`params[{key!r}]` is a bool; parameters must be numbers.")
+                if isinstance(value, (int, float, np.number, list, tuple, np.ndarray)):
+                    arr = _float_array(f"params[{key!r}]", value)
+                    _check_finite(f"params[{key!r}]", arr)
+                    value = jnp.asarray(arr) if arr.ndim else float(arr)
+                out[key] = value
+            return out
+        return params
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Names of the scalar parameters (those that get sliders)."""
+        if isinstance(self.params, Mapping):
+            return tuple(k for k, v in self.params.items() if np.ndim(v) == 0)
+        return ()
+
+    def _build_param_info(self, given: Mapping[str, Mapping[str, Any]]) -> dict[str, ParamInfo]:
+        names = self.param_names
+        for key in given:
+            if key not in names:
+                raise InputError(
+                    f"`param_info` names {key!r}, which is not a scalar parameter of this system."
+                    f"{closest(key, names)} Parameters: {', '.join(names) or '(none)'}."
+                )
+        return {
+            k: ParamInfo.guess(k, float(self.params[k]), **dict(given.get(k, {}))) for k in names
+        }
+
+    def merge_params(self, params: Any) -> Any:
+        """The system's parameters with `params` laid over them.
+
+        For dict parameters a partial dict overrides just the named entries; otherwise `params`
+        replaces the whole pytree and must have the same structure.
+        """
+        if params is None:
+            return self.params
+        if isinstance(self.params, Mapping) and isinstance(params, Mapping):
+            unknown = [k for k in params if k not in self.params]
+            if unknown:
+                k = unknown[0]
+                raise InputError(
+                    f"`params` names {k!r}, which system {self.name!r} does not have."
+                    f"{closest(k, self.params)} Its parameters are: "
+                    f"{', '.join(self.params) or '(none)'}."
+                )
+            merged = dict(self.params)
+            for k, v in params.items():
+                merged[k] = check_param_value(f"params[{k!r}]", v, self.params[k])
+            return merged
+        expected = jax.tree_util.tree_structure(self.params)
+        got = jax.tree_util.tree_structure(params)
+        if expected != got:
+            raise InputError(
+                f"`params` has structure {got} but system {self.name!r} expects {expected}. "
+                "Pass a pytree shaped like `system.params` (e.g. an updated copy of it)."
+            )
+        return params
+
+    # -- initial state, time span, data -------------------------------------------------------
+    def check_y0(self, y0: Any) -> Any:
+        """`y0` as a float64 array of the right length (a mapping by state name is accepted)."""
+        if isinstance(y0, Mapping):
+            missing = [s for s in self.states if s not in y0]
+            unknown = [k for k in y0 if k not in self.states]
+            if unknown:
+                raise InputError(
+                    f"`y0` names {unknown[0]!r}, which is not a state.{closest(unknown[0], self.states)}"
+                    f" States: {', '.join(self.states)}."
+                )
+            if missing:
+                raise InputError(
+                    f"`y0` has no value for state {missing[0]!r}; give every state a value: "
+                    f"{', '.join(self.states)}."
+                )
+            y0 = [y0[s] for s in self.states]
+        if isinstance(y0, jax.core.Tracer):
+            if y0.shape != (len(self.states),):
+                raise InputError(
+                    f"`y0` has shape {y0.shape}; system {self.name!r} has {len(self.states)} "
+                    f"states ({', '.join(self.states)}), so y0 needs shape ({len(self.states)},)."
+                )
+            return y0
+        arr = _float_array("y0", y0)
+        if arr.shape != (len(self.states),):
+            raise InputError(
+                f"`y0` has shape {arr.shape}; system {self.name!r} has {len(self.states)} states "
+                f"({', '.join(self.states)}), so y0 needs {len(self.states)} values."
+            )
+        _check_finite("y0", arr)
+        return arr
+
+    def _check_data(self, data: tuple[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            ts, ys = data
+        except (TypeError, ValueError):
+            raise InputError("`data` must be a pair (ts, ys) of observation times and values.") from None
+        ts = _float_array("data[0] (times)", ts)
+        ys = _float_array("data[1] (values)", ys)
+        if ys.shape != (ts.shape[0], len(self.states)):
+            raise InputError(
+                f"`data` values have shape {ys.shape}; expected ({ts.shape[0]}, {len(self.states)})"
+                " (one row per time, one column per state; use NaN for unobserved entries)."
+            )
+        return ts, ys
+
+    # -- the vector field -----------------------------------------------------------------------
+    def _check_vector_field(self) -> None:
+        """Evaluate f abstractly once so shape, dtype and exceptions surface at definition time."""
+        y0 = jnp.asarray(self.y0)
+        try:
+            out = jax.eval_shape(self.f, jnp.asarray(self.t_span[0]), y0, self.params)
+        except Exception as err:  # the user's function raised: say where, keep their message
+            raise VectorFieldError(
+                f"The vector field of {self.name!r} raised {type(err).__name__} when called as "
+                f"f(t, y, p) with y of shape {y0.shape} and the system's params: "
+                f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}. "
+                "Check that f takes (t, y, p) in that order and indexes p and y correctly."
+            ) from err
+        if not hasattr(out, "shape"):
+            raise VectorFieldError(
+                f"The vector field of {self.name!r} returned {type(out).__name__}; it must return "
+                f"an array of shape {y0.shape}. Wrap a list with jnp.stack([...])."
+            )
+        if out.shape != y0.shape:
+            raise VectorFieldError(
+                f"The vector field of {self.name!r} returned shape {out.shape}, but the state "
+                f"has shape {y0.shape} ({', '.join(self.states)}). f must return one derivative "
+                "per state."
+            )
+        if not jnp.issubdtype(out.dtype, jnp.floating):
+            raise VectorFieldError(
+                f"The vector field of {self.name!r} returned dtype {out.dtype}; it must return "
+                "floating-point values. Avoid integer division (//) and integer constants."
+            )
+
+    def __call__(self, t: Any, y: Any, p: Any = None) -> jax.Array:
+        """Evaluate the vector field (with the system's params when `p` is None)."""
+        return self.f(t, jnp.asarray(y), self.params if p is None else p)
+
+    @classmethod
+    def from_equations(
+        cls,
+        text: str,
+        params: Mapping[str, float] | None = None,
+        y0: Mapping[str, float] | Sequence[float] | None = None,
+        t_span: tuple[float, float] = (0.0, 10.0),
+        name: str = "equations",
+        **kwargs: Any,
+    ) -> System:
+        """A system from equations typed as text, one per line.
+
+        Accepts ``x' = a*x - b*x*y`` and ``dx/dt = ...`` forms, numbers, names, + - * / ** ^,
+        parentheses and a whitelist of math functions (sin, exp, log, sqrt, tanh, ...). Anything else
+        (attribute access, indexing, unknown functions, lambdas) is rejected; the text is never
+        evaluated as Python.
+
+            >>> System.from_equations("x' = a*x - b*x*y\\ny' = -c*y + d*x*y",
+            ...                       params=dict(a=1, b=0.5, c=2, d=0.5), y0=dict(x=1, y=0.5))
+        """
+        from ._equations import parse_equations
+
+        parsed = parse_equations(text, params=params)
+        return cls(
+            parsed.vector_field,
+            states=parsed.states,
+            params=dict(params or {}),
+            y0=y0,
+            t_span=t_span,
+            name=name,
+            equations=text,
+            **kwargs,
+        )
+
+    def replace(self, **changes: Any) -> System:
+        """A copy with some fields changed (e.g. ``sys.replace(y0=[1, 2])``)."""
+        fields = dict(
+            f=self.f, states=self.states, params=self.params, y0=self.y0, t_span=self.t_span,
+            name=self.name, description=self.description, stiff=self.stiff,
+            equations=self.equations, data=self.data,
+            param_info={
+                k: dict(range=(i.lo, i.hi), log=i.log, unit=i.unit, description=i.description)
+                for k, i in self.param_info.items()
+            },
+        )
+        fields.update(changes)
+        return System(**fields)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={float(v):g}" for k, v in self.params.items() if np.ndim(v) == 0) \
+            if isinstance(self.params, Mapping) else type(self.params).__name__
+        return (
+            f"System({self.name!r}, states={self.states}, params={{{params}}}, "
+            f"t_span={self.t_span})"
+        )
+
+
+def check_param_value(argument: str, value: Any, like: Any) -> Any:
+    """Check a new value for one parameter against its default `like` (shape, finiteness)."""
+    if isinstance(value, jax.core.Tracer) or isinstance(value, eqx.Module):
+        return value
+    if isinstance(value, bool):
+        raise InputError(f"`{argument}` is a bool; parameters must be numbers.")
+    if isinstance(like, (int, float)) or np.ndim(like) == 0:
+        arr = _float_array(argument, value)
+        if arr.ndim != 0:
+            raise InputError(f"`{argument}` must be a single number; got shape {arr.shape}.")
+        _check_finite(argument, arr)
+        return value
+    if hasattr(like, "shape"):
+        arr = _float_array(argument, value)
+        if arr.shape != like.shape:
+            raise InputError(f"`{argument}` has shape {arr.shape}; expected {like.shape}.")
+        _check_finite(argument, arr)
+    return value
+
+
+def check_t_span(t_span: Any) -> tuple[Any, Any]:
+    """`t_span` as a pair (t0, t1) with t0 < t1, both finite."""
+    try:
+        t0, t1 = t_span
+    except (TypeError, ValueError):
+        raise InputError(
+            f"`t_span` must be a pair (t0, t1); got {t_span!r}. Example: t_span=(0.0, 10.0)."
+        ) from None
+    if isinstance(t0, jax.core.Tracer) or isinstance(t1, jax.core.Tracer):
+        return t0, t1
+    for label, v in (("t0", t0), ("t1", t1)):
+        arr = _float_array(f"t_span ({label})", v)
+        if arr.ndim:
+            raise InputError(f"`t_span` {label} must be a number; got shape {arr.shape}.")
+        if not math.isfinite(float(arr)):
+            raise InputError(f"`t_span` {label}={float(arr)} is not finite; give finite times.")
+    t0, t1 = float(t0), float(t1)
+    if t1 == t0:
+        raise InputError(
+            f"`t_span=({t0:g}, {t1:g})` is empty; the end time must differ from the start."
+        )
+    if t1 < t0:
+        raise InputError(
+            f"`t_span=({t0:g}, {t1:g})` runs backwards; give t0 < t1 (odelab integrates forward "
+            "in time)."
+        )
+    return t0, t1
+
+
+def system(
+    states: Sequence[str] | int, **kwargs: Any
+) -> Callable[[VectorField], System]:
+    """Decorator form of `System`.
+
+        >>> @system(states=("x", "v"), params=dict(k=1.0), y0=[1.0, 0.0])
+        ... def spring(t, y, p):
+        ...     return jnp.stack([y[1], -p["k"] * y[0]])
+    """
+
+    def wrap(f: VectorField) -> System:
+        return System(f, states=states, **kwargs)
+
+    return wrap

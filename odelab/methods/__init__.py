@@ -1,0 +1,48 @@
+"""Gradient methods: how derivatives flow through `ol.solve`. One module per method."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._errors import InputError, unknown_name
+from .backsolve import Backsolve
+from .base import REQUESTS, Capabilities, GradientMethod
+from .checkpoint import Checkpoint
+from .direct import Direct
+from .finite_difference import FiniteDifference
+from .forward import Forward
+
+METHODS: dict[str, type[GradientMethod]] = {
+    cls.name: cls for cls in (Checkpoint, Direct, Backsolve, Forward, FiniteDifference)
+}
+
+__all__ = [
+    "REQUESTS", "Capabilities", "GradientMethod", "METHODS", "Checkpoint", "Direct", "Backsolve",
+    "Forward", "FiniteDifference", "register_method", "method_object",
+]
+
+
+def register_method(cls: type[GradientMethod]) -> type[GradientMethod]:
+    """Make a method available by its `name` to every derivative function and widget."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def method_object(method: Any) -> GradientMethod | str:
+    """A GradientMethod instance for `method` (a name or an instance); "auto" stays a string."""
+    if isinstance(method, GradientMethod):
+        return method
+    if isinstance(method, type) and issubclass(method, GradientMethod):
+        return method()
+    if isinstance(method, str):
+        key = method.lower().replace("_", "-")
+        if key == "auto":
+            return "auto"
+        if key in METHODS:
+            return METHODS[key]()
+    if not isinstance(method, str):
+        raise InputError(
+            f"`method` must be a name such as 'checkpoint' or a method object; got "
+            f"{type(method).__name__}."
+        )
+    raise unknown_name("method", method, list(METHODS) + ["auto"])
