@@ -53,7 +53,7 @@ class StatusRecorder:
     """Collects the result codes of the solves run while it is active (traced or concrete)."""
 
     def __init__(self) -> None:
-        self.entries: list[tuple[Any, Any]] = []  # (result code, Solution meta for messages)
+        self.entries: list[tuple[Any, Any]] = []  # (result code, time reached)
 
 
 _RECORDERS: contextvars.ContextVar[tuple[StatusRecorder, ...]] = contextvars.ContextVar(
@@ -72,6 +72,8 @@ def recording() -> Iterator[StatusRecorder]:
         _RECORDERS.reset(token)
 
 
-def record(code: Any, solution: Any) -> None:
-    for recorder in _RECORDERS.get():
-        recorder.entries.append((code, solution))
+def record(code: Any, t_reached: Any) -> None:
+    """Note a traced solve's status with the innermost recorder (its trace owns the values)."""
+    recorders = _RECORDERS.get()
+    if recorders:
+        recorders[-1].entries.append((code, t_reached))

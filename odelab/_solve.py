@@ -88,8 +88,14 @@ def _run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractA
     else:
         controller = diffrax.PIDController(rtol=inputs["rtol"], atol=inputs["atol"])
         dt0 = None
-    subs = [diffrax.SubSaveAt(ts=inputs["ts"]), diffrax.SubSaveAt(t1=True)]
-    saveat = diffrax.SaveAt(subs=subs, dense=config.save == "dense")
+    # The final state (where a failed solve stopped) comes from a second save; diffrax's
+    # BacksolveAdjoint takes only one, so there the last finite saved point stands in for it.
+    one_save = isinstance(adjoint, diffrax.BacksolveAdjoint)
+    if one_save:
+        saveat = diffrax.SaveAt(ts=inputs["ts"], dense=config.save == "dense")
+    else:
+        subs = [diffrax.SubSaveAt(ts=inputs["ts"]), diffrax.SubSaveAt(t1=True)]
+        saveat = diffrax.SaveAt(subs=subs, dense=config.save == "dense")
     out = diffrax.diffeqsolve(
         diffrax.ODETerm(_vector_field(config.f)),
         solver,
@@ -104,7 +110,12 @@ def _run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractA
         max_steps=config.max_steps,
         throw=False,
     )
-    (ts, t_end), (ys, y_end) = out.ts, out.ys
+    if one_save:
+        ts, ys = out.ts, out.ys
+        last = jnp.max(jnp.where(jnp.all(jnp.isfinite(ys), axis=1), jnp.arange(ts.shape[0]), 0))
+        t_end, y_end = ts[last][None], ys[last][None]
+    else:
+        (ts, t_end), (ys, y_end) = out.ts, out.ys
     dense = None
     if config.save == "dense":
         dense = eqx.tree_at(lambda s: (s.ts, s.ys), out, (None, None), is_leaf=lambda x: x is None)
@@ -157,38 +168,46 @@ def _dtype():
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
-def _as_traced_float(argument: str, value: Any) -> jax.Array:
-    """A float scalar as a (non-weak) array, so new values reuse the compiled program."""
+def _scalar(argument: str, value: Any) -> Any:
+    """A checked scalar: a Python float, or the tracer as it is inside a transform."""
     if isinstance(value, jax.core.Tracer):
-        return jnp.asarray(value, dtype=_dtype())
+        if value.shape != ():
+            raise InputError(f"`{argument}` must be a single number; got shape {value.shape}.")
+        return value
     if isinstance(value, bool):
         raise InputError(f"`{argument}` is a bool; give a number.")
     arr = _float_array(argument, value)
     if arr.ndim != 0:
         raise InputError(f"`{argument}` must be a single number; got shape {arr.shape}.")
-    return jnp.asarray(arr, dtype=_dtype())
+    return float(arr)
 
 
-def _check_tolerance(argument: str, value: Any) -> jax.Array:
-    arr = _as_traced_float(argument, value)
-    if not isinstance(value, jax.core.Tracer):
-        v = float(arr)
-        if not np.isfinite(v) or v <= 0:
-            raise InputError(
-                f"`{argument}={value!r}` must be a positive number, e.g. {argument}="
-                f"{DEFAULT_RTOL if argument == 'rtol' else DEFAULT_ATOL:g}."
-            )
-        if argument == "rtol" and v >= 1:
-            raise InputError(
-                f"`rtol={value!r}` asks for no accuracy at all; relative tolerances are small "
-                "numbers such as 1e-6."
-            )
-        if v < 1e-16 and jax.config.jax_enable_x64:
-            raise InputError(
-                f"`{argument}={value!r}` is below float64 resolution; the solver cannot meet it. "
-                "Use 1e-14 or larger."
-            )
-    return arr
+def _traced(value: Any) -> jax.Array:
+    """A float scalar as a non-weak array, so new values reuse the compiled program."""
+    return jnp.asarray(value, dtype=_dtype())
+
+
+def _check_tolerance(argument: str, value: Any) -> Any:
+    """A positive tolerance (Python float, or a tracer passed through unchecked)."""
+    v = _scalar(argument, value)
+    if isinstance(v, jax.core.Tracer):
+        return v
+    if not np.isfinite(v) or v <= 0:
+        raise InputError(
+            f"`{argument}={value!r}` must be a positive number, e.g. {argument}="
+            f"{DEFAULT_RTOL if argument == 'rtol' else DEFAULT_ATOL:g}."
+        )
+    if argument == "rtol" and v >= 1:
+        raise InputError(
+            f"`rtol={value!r}` asks for no accuracy at all; relative tolerances are small "
+            "numbers such as 1e-6."
+        )
+    if v < 1e-16 and jax.config.jax_enable_x64:
+        raise InputError(
+            f"`{argument}={value!r}` is below float64 resolution; the solver cannot meet it. "
+            "Use 1e-14 or larger."
+        )
+    return v
 
 
 def _as_params(params: Any) -> Any:
@@ -220,8 +239,10 @@ def _check_params_finite(params: Any) -> None:
 def stiffness_estimate(system: System, y0: Any, params: Any, t_span: tuple[Any, Any]) -> float:
     """max |Re λ(∂f/∂y)| × (t1 − t0) at the initial state: large values mean stiff."""
     try:
-        jac = _jacobian_at(system.f, jnp.asarray(t_span[0], _dtype()), jnp.asarray(y0), params)
-        eig = np.linalg.eigvals(np.asarray(jac))
+        # runs eagerly even when called while a transform traces the caller
+        with jax.ensure_compile_time_eval():
+            jac = _jacobian_at(system.f, _traced(t_span[0]), jnp.asarray(y0), params)
+            eig = np.linalg.eigvals(np.asarray(jac))
     except Exception:  # an estimate only; an odd field must not break solve
         return 0.0
     return float(np.max(np.abs(eig.real)) * (float(t_span[1]) - float(t_span[0])))
@@ -275,7 +296,7 @@ def _save_times(saveat: Any, t0: Any, t1: Any) -> tuple[str, int, jax.Array]:
                 "of times, or saveat='dense' for an interpolating solution."
             )
         n = DEFAULT_SAVE_POINTS
-        return "dense", n, jnp.linspace(t0, t1, n)
+        return "dense", n, jnp.linspace(_traced(t0), _traced(t1), n)
     if isinstance(saveat, (bool, float)) or (
         isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool)
     ):
@@ -288,7 +309,7 @@ def _save_times(saveat: Any, t0: Any, t1: Any) -> tuple[str, int, jax.Array]:
             raise InputError(
                 f"`saveat={n}` is too few; at least 2 save points (start and end) are needed."
             )
-        return "count", n, jnp.linspace(t0, t1, n)
+        return "count", n, jnp.linspace(_traced(t0), _traced(t1), n)
     if isinstance(saveat, jax.core.Tracer):
         return "times", saveat.shape[0], saveat.astype(_dtype())
     ts = _float_array("saveat", saveat)
@@ -296,10 +317,10 @@ def _save_times(saveat: Any, t0: Any, t1: Any) -> tuple[str, int, jax.Array]:
         raise InputError(f"`saveat` times must be a non-empty 1-D array; got shape {ts.shape}.")
     if np.any(np.diff(ts) < 0):
         raise InputError("`saveat` times must be sorted in increasing order.")
-    if _concrete(t0, t1) and (ts[0] < float(t0) or ts[-1] > float(t1)):
+    if _concrete(t0, t1) and (ts[0] < t0 or ts[-1] > t1):
         raise InputError(
-            f"`saveat` times run from {ts[0]:g} to {ts[-1]:g}, outside t_span=({float(t0):g}, "
-            f"{float(t1):g}). Keep save times inside the time span."
+            f"`saveat` times run from {ts[0]:g} to {ts[-1]:g}, outside t_span=({t0:g}, {t1:g}). "
+            "Keep save times inside the time span."
         )
     return "times", ts.shape[0], jnp.asarray(ts, dtype=_dtype())
 
@@ -380,26 +401,23 @@ def solve(
             "Give a fixed step with dt=..., or use an adaptive solver such as solver='tsit5'."
         )
     if fixed:
-        dt_arr = _as_traced_float("dt", dt)
-        if _concrete(dt_arr) and not float(dt_arr) > 0:
+        dt = _scalar("dt", dt)
+        if not isinstance(dt, jax.core.Tracer) and not dt > 0:
             raise InputError(f"`dt={dt!r}` must be a positive step size.")
-    else:
-        dt_arr = jnp.asarray(0.0, _dtype())
     rtol = _check_tolerance("rtol", rtol if rtol is not None else (
         defaults.rtol if defaults.rtol is not None else DEFAULT_RTOL))
     atol = _check_tolerance("atol", atol if atol is not None else (
         defaults.atol if defaults.atol is not None else DEFAULT_ATOL))
     n_max = _check_max_steps(max_steps)
-
-    t0a, t1a = _as_traced_float("t_span", t0), _as_traced_float("t_span", t1)
-    save, n_save, ts = _save_times(saveat, t0a, t1a)
-    if fixed and _concrete(dt_arr, t0a, t1a):
-        needed = int(np.ceil((float(t1a) - float(t0a)) / float(dt_arr)))
+    if fixed and _concrete(dt, t0, t1):
+        needed = int(np.ceil((t1 - t0) / dt))
         if needed > n_max:
             raise InputError(
-                f"`dt={float(dt_arr):g}` needs {needed} steps over t_span=({float(t0a):g}, "
-                f"{float(t1a):g}), more than max_steps={n_max}. Raise max_steps or use a larger dt."
+                f"`dt={dt:g}` needs {needed} steps over t_span=({t0:g}, {t1:g}), more than "
+                f"max_steps={n_max}. Raise max_steps or use a larger dt."
             )
+    t0a, t1a = _traced(t0), _traced(t1)
+    save, n_save, ts = _save_times(saveat, t0, t1)
 
     config = SolveConfig(
         f=system.f,
@@ -414,8 +432,8 @@ def solve(
         solver_reason=reason,
     )
     inputs = dict(
-        y0=jnp.asarray(y0, dtype=_dtype()), params=params, t0=t0a, t1=t1a, rtol=rtol, atol=atol,
-        ts=ts, dt=dt_arr,
+        y0=jnp.asarray(y0, dtype=_dtype()), params=params, t0=t0a, t1=t1a, rtol=_traced(rtol),
+        atol=_traced(atol), ts=ts, dt=_traced(dt if fixed else 0.0),
     )
     traced = not _concrete(inputs)
     start = time.perf_counter()
@@ -427,14 +445,14 @@ def solve(
     except Exception as err:
         raise _translate(err, config) from err
     if traced:
-        _context.record(sol.result, sol)
+        _context.record(sol.result, sol.t_reached)
         return sol
     sol = jax.block_until_ready(sol)
     elapsed = time.perf_counter() - start
     if COMPILATIONS.traces > before:
         COMPILATIONS.compile_seconds += elapsed
     if not sol.ok:
-        sol = dataclasses.replace(sol, failure_hint=explain_failure(system, sol, params, rtol, float(t1a)))
+        sol = dataclasses.replace(sol, failure_hint=explain_failure(system, sol, params, rtol, t1))
         if throw:
             raise SolveError(sol.failure_hint)
     return sol

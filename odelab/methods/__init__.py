@@ -46,3 +46,10 @@ def method_object(method: Any) -> GradientMethod | str:
             f"{type(method).__name__}."
         )
     raise unknown_name("method", method, list(METHODS) + ["auto"])
+
+
+def methods():
+    """The capability table of every gradient method (what `method=` accepts)."""
+    from .table import MethodRow, MethodTable
+
+    return MethodTable([MethodRow(name, cls.capabilities) for name, cls in METHODS.items()])
