@@ -52,7 +52,42 @@ from ._derivatives import (
     value_and_gradient as value_and_gradient,
 )
 from ._solution import Solution as Solution
-from ._solve import compile_count as compile_count
+from ._compilations import compile_count as compile_count, compile_seconds as compile_seconds
+from ._solve import trace_count as trace_count
 from ._solve import solve as solve
 from ._solvers import solver_names as solver_names
 from .methods import methods as methods
+
+# Names whose modules are heavier (Panel, optax) or optional are imported on first use.
+_LAZY = {
+    "gallery": (".gallery", None),
+    "check_gradient": ("._check", "check_gradient"),
+    "GradientReport": ("._check", "GradientReport"),
+    "inspect_adjoint": ("._check", "inspect_adjoint"),
+    "hessian_spectrum": ("._spectra", "hessian_spectrum"),
+    "Spectrum": ("._spectra", "Spectrum"),
+    "gradient_field": ("._fields", "gradient_field"),
+    "solve_ensemble": ("._fields", "solve_ensemble"),
+    "fit": ("._fit", "fit"),
+    "FitResult": ("._fit", "FitResult"),
+    "newton_krylov": ("._fit", "newton_krylov"),
+    "bilevel": ("._bilevel", None),
+    "DelaySystem": ("._delay", "DelaySystem"),
+    "explore": (".ui", "explore"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name, __name__)
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'odelab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

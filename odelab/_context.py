@@ -77,3 +77,13 @@ def record(code: Any, t_reached: Any) -> None:
     recorders = _RECORDERS.get()
     if recorders:
         recorders[-1].entries.append((code, t_reached))
+
+
+# Callables called as listener(system, y0, params, t_span, solver, sol) after every concrete
+# (untraced) `ol.solve`; the gradient check and the lab sidebar use them to see what ran.
+SOLVE_LISTENERS: list = []
+
+
+def notify_solve(*args: Any) -> None:
+    for listener in list(SOLVE_LISTENERS):
+        listener(*args)

@@ -74,14 +74,21 @@ def _resolve(method: Any, request: str, n_params: int) -> tuple[GradientMethod |
     return obj, effective
 
 
-def _auto_route(request: str, n_params: int, nested: bool) -> tuple[str, int]:
+def _auto_route(request: str, n_params: int, nested: bool) -> tuple:
+    """The route "auto" takes; the solves' `choose_method` reads it to pick their method.
+
+    Few parameters: forward sensitivities for first derivatives. Second order (not nested): a
+    third element "composable" asks for forward-over-reverse through the `interpolating`
+    primitive, whose cost does not grow with the number of parameters. Nested gradients
+    (reverse over reverse) stay a plain ("reverse", order) and get `direct`.
+    """
     direction, order = _REQUEST_ORDER[request]
     if nested:
         return "reverse", order + 1
     if request in ("gradient", "jacobian") and n_params <= FEW_PARAMETERS:
         return "forward", 1
-    if request in ("hvp", "hessian") and n_params <= FEW_PARAMETERS:
-        return "forward", 2  # forward-over-forward, served by the `forward` method
+    if order >= 2:
+        return "reverse", order, "composable"
     return direction, order
 
 
@@ -92,6 +99,9 @@ def _method_route(obj: GradientMethod, request: str) -> tuple[str, int]:
     if order >= 2:
         reverse_ok = any("over-reverse" in r for r in caps.second_order)
         return ("reverse" if reverse_ok else "forward"), order
+    prefers = getattr(obj, "prefers", None)
+    if prefers == "forward" and caps.forward and request in ("gradient", "jacobian"):
+        return "forward", order
     if direction == "reverse" and not caps.reverse:
         return "forward", order
     if direction == "forward" and not caps.forward:

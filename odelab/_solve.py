@@ -67,8 +67,8 @@ class _Counter:
 COMPILATIONS = _Counter()
 
 
-def compile_count() -> int:
-    """How many times odelab has traced (and so compiled) a solve program in this process."""
+def trace_count() -> int:
+    """How many times odelab has traced a solve program in this process."""
     return COMPILATIONS.traces
 
 
@@ -153,11 +153,13 @@ def _compiled(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
 
 def _integrate(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
     size = int(np.prod(np.shape(inputs["y0"])))
+    extra = {"config": config} if getattr(config.method, "uses_config", False) else {}
     return config.method.integrate(
         lambda inp, adjoint: _run(config, inp, adjoint),
         inputs,
         max_steps=config.max_steps,
         state_size=size,
+        **extra,
     )
 
 
@@ -202,9 +204,9 @@ def _check_tolerance(argument: str, value: Any) -> Any:
             f"`rtol={value!r}` asks for no accuracy at all; relative tolerances are small "
             "numbers such as 1e-6."
         )
-    if v < 1e-16 and jax.config.jax_enable_x64:
+    if argument == "rtol" and v < 1e-15 and jax.config.jax_enable_x64:
         raise InputError(
-            f"`{argument}={value!r}` is below float64 resolution; the solver cannot meet it. "
+            f"`rtol={value!r}` is below float64 resolution; the solver cannot meet it. "
             "Use 1e-14 or larger."
         )
     return v
@@ -257,32 +259,102 @@ def _concrete(*trees: Any) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trees))
 
 
+PROBE_STEPS = 400  # an explicit probe that cannot cover PROBE_FRACTION of t_span in these is stiff
+PROBE_FRACTION = 0.05
+
+
+def _probe(system: System, y0: Any, params: Any, t_span: tuple[float, float]) -> Solution:
+    """A short explicit solve over the start of t_span, to see how the step sizes behave."""
+    from .methods import METHODS
+
+    t0, t1 = float(t_span[0]), float(t_span[1])
+    t_probe = t0 + PROBE_FRACTION * (t1 - t0)
+    config = SolveConfig(
+        f=system.f, states=system.states, system_name=system.name, solver=DEFAULT_EXPLICIT,
+        method=METHODS["checkpoint"](), save="count", n_save=2, fixed_steps=False,
+        max_steps=PROBE_STEPS,
+    )
+    inputs = dict(
+        y0=jnp.asarray(y0, dtype=_dtype()), params=params, t0=_traced(t0), t1=_traced(t_probe),
+        rtol=_traced(DEFAULT_RTOL), atol=_traced(DEFAULT_ATOL),
+        ts=jnp.linspace(_traced(t0), _traced(t_probe), 2), dt=_traced(0.0),
+    )
+    with jax.ensure_compile_time_eval():
+        return jax.block_until_ready(_compiled(config, inputs))
+
+
 def choose_solver(system: System, y0: Any, params: Any, t_span: tuple[Any, Any]) -> tuple[str, str]:
-    """`solver="auto"`: (name, reason). Stiff when the system says so or its Jacobian does."""
+    """`solver="auto"`: (name, reason).
+
+    Stiff when the system is marked so; otherwise when the Jacobian's spectrum at the initial
+    state says so, or when a short explicit probe over the first 5% of t_span runs out of steps
+    or ends where the spectrum says so. The choice is cached per system and values.
+    """
     if system.stiff is not None:
         name = DEFAULT_STIFF if system.stiff else DEFAULT_EXPLICIT
         return name, f"system {system.name!r} is marked stiff={system.stiff}"
-    if not _concrete(y0, params, t_span):  # inside a transform: estimate at the defaults
+    if not _concrete(y0, params, t_span):  # inside a transform: decide at the defaults
         y0, params, t_span = system.y0, system.params, system.t_span
+    key = _value_key(y0, params, t_span)
+    cache = system.__dict__.setdefault("_auto_solver_cache", {})
+    if key in cache:
+        return cache[key]
     s = stiffness_estimate(system, y0, params, t_span)
     if s > STIFFNESS_THRESHOLD:
-        return DEFAULT_STIFF, (
+        choice = DEFAULT_STIFF, (
             f"stiff: max|Re λ|·(t1−t0) = {s:.3g} > {STIFFNESS_THRESHOLD:g} at the initial state"
         )
-    return DEFAULT_EXPLICIT, f"non-stiff: max|Re λ|·(t1−t0) = {s:.3g} at the initial state"
+    else:
+        probe = _probe(system, y0, params, t_span)
+        t_probe = t_span[0] + PROBE_FRACTION * (t_span[1] - t_span[0])
+        s_end = stiffness_estimate(system, probe.y_reached, params, (t_probe, t_span[1]))
+        if not probe.ok:
+            choice = DEFAULT_STIFF, (
+                f"stiff: an explicit probe ({DEFAULT_EXPLICIT}) took {PROBE_STEPS} steps without "
+                f"covering the first {PROBE_FRACTION:.0%} of t_span"
+            )
+        elif s_end > STIFFNESS_THRESHOLD:
+            choice = DEFAULT_STIFF, (
+                f"stiff: max|Re λ|·(t1−t) = {s_end:.3g} > {STIFFNESS_THRESHOLD:g} after "
+                f"{PROBE_FRACTION:.0%} of t_span"
+            )
+        else:
+            choice = DEFAULT_EXPLICIT, (
+                f"non-stiff: max|Re λ|·(t1−t0) = {max(s, s_end):.3g} and an explicit probe "
+                f"took {int(probe.num_steps)} steps over the first {PROBE_FRACTION:.0%}"
+            )
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = choice
+    return choice
 
 
-def choose_method(request: tuple[str, int] | None) -> GradientMethod:
-    """`method="auto"`: the method that serves the derivative the surrounding call asks for."""
+def _value_key(*trees: Any) -> tuple:
+    leaves = jax.tree_util.tree_leaves(trees)
+    return tuple(
+        np.asarray(x).tobytes() if hasattr(x, "shape") or isinstance(x, (float, int)) else id(x)
+        for x in leaves
+    )
+
+
+def choose_method(request: tuple | None) -> GradientMethod:
+    """`method="auto"`: the method that serves the derivative the surrounding call asks for.
+
+    No derivative: `checkpoint` (its forward solve is the plain one). Forward first order (few
+    parameters, or ol.jvp): `forward-sensitivity`, accurate also on stiff problems. Reverse first
+    order: `checkpoint` (exact, never re-integrates the state backward). Second order: the
+    `interpolating` primitive (forward over its adjoint); a gradient of a gradient (nested
+    calls, request without the "composable" mark): `direct`, the one route reverse over reverse.
+    """
     from .methods import METHODS
 
     if request is None:
         return METHODS["checkpoint"]()
-    direction, order = request
+    direction, order = request[0], request[1]
     if order >= 2:
-        return METHODS["direct"]()
+        return METHODS["interpolating" if "composable" in request[2:] else "direct"]()
     if direction == "forward":
-        return METHODS["forward"]()
+        return METHODS["forward-sensitivity"]()
     return METHODS["checkpoint"]()
 
 
@@ -452,9 +524,10 @@ def solve(
     if COMPILATIONS.traces > before:
         COMPILATIONS.compile_seconds += elapsed
     if not sol.ok:
-        sol = dataclasses.replace(sol, failure_hint=explain_failure(system, sol, params, rtol, t1))
-        if throw:
-            raise SolveError(sol.failure_hint)
+        sol = dataclasses.replace(sol, failure_hint=explain_failure(system, sol, params, rtol, (t0, t1)))
+    _context.notify_solve(system, y0, params, (t0, t1), spec.name, sol)
+    if not sol.ok and throw:
+        raise SolveError(sol.failure_hint)
     return sol
 
 
@@ -481,13 +554,15 @@ def _translate(err: Exception, config: SolveConfig) -> Exception:
     return err
 
 
-def explain_failure(system: System, sol: Solution, params: Any, rtol: Any, t1: float) -> str:
+def explain_failure(
+    system: System, sol: Solution, params: Any, rtol: Any, t_span: tuple[float, float]
+) -> str:
     """A plain-words account of why a solve stopped early, with what to try."""
     from ._solution import result_name
 
     t = float(sol.t_reached)
     y = np.asarray(sol.y_reached)
-    t0 = float(sol.ts[0])
+    t0, t1 = t_span
     code = int(sol.result)
     where = f"at t={t:.6g} (of {t0:g}..{t1:g})"
     if not np.all(np.isfinite(y)) or np.max(np.abs(y)) > 1e100:

@@ -1,4 +1,9 @@
-"""Solvers by name: every diffrax ODE solver plus odelab's own stiff solvers."""
+"""Solvers by name: diffrax's ODE solvers plus odelab's own stiff solvers.
+
+diffrax's KenCarp methods are left out: they are IMEX schemes for problems split into explicit
+and implicit parts, and on a whole vector field treated implicitly they stalled in our tests;
+the Kværnø ESDIRKs cover that role.
+"""
 
 from __future__ import annotations
 
@@ -41,9 +46,6 @@ SOLVERS: dict[str, SolverSpec] = {
         _spec("kvaerno3", diffrax.Kvaerno3, 3, True, "Kværnø ESDIRK 3(2), L-stable"),
         _spec("kvaerno4", diffrax.Kvaerno4, 4, True, "Kværnø ESDIRK 4(3), L-stable"),
         _spec("kvaerno5", diffrax.Kvaerno5, 5, True, "Kværnø ESDIRK 5(4), L-stable"),
-        _spec("kencarp3", diffrax.KenCarp3, 3, True, "Kennedy–Carpenter ESDIRK 3(2)"),
-        _spec("kencarp4", diffrax.KenCarp4, 4, True, "Kennedy–Carpenter ESDIRK 4(3)"),
-        _spec("kencarp5", diffrax.KenCarp5, 5, True, "Kennedy–Carpenter ESDIRK 5(4)"),
     ]
 }
 
