@@ -21,7 +21,7 @@ from jax.flatten_util import ravel_pytree
 
 from . import _context
 from ._errors import InputError, MethodError, OdelabError, SolveError
-from ._solve import DEFAULT_RTOL, _as_params, _check_tolerance, _traced
+from ._solve import DEFAULT_ATOL, DEFAULT_RTOL, _as_params, _check_tolerance, _traced
 from .methods import METHODS, GradientMethod, method_object
 
 # what each derivative function asks of the solves: (direction, order) for "auto" and checks
@@ -191,8 +191,13 @@ def _check_output(value: Any) -> jax.Array:
 
 
 def _tolerances(rtol: Any, atol: Any) -> tuple[Any, Any]:
-    r = None if rtol is None else _traced(_check_tolerance("rtol", rtol))
-    a = None if atol is None else _traced(_check_tolerance("atol", atol))
+    # Always arrays (the defaults when not given), so giving a tolerance or not, and any value,
+    # share one compiled program. A solve that names its own tolerance still keeps it.
+    outer = _context.current()
+    rtol = rtol if rtol is not None else (outer.rtol if outer.rtol is not None else DEFAULT_RTOL)
+    atol = atol if atol is not None else (outer.atol if outer.atol is not None else DEFAULT_ATOL)
+    r = _traced(_check_tolerance("rtol", rtol))
+    a = _traced(_check_tolerance("atol", atol))
     return r, a
 
 

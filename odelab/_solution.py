@@ -55,7 +55,7 @@ class Solution(eqx.Module):
         if isinstance(state, str):
             if state not in self.states:
                 raise InputError(
-                    f"`{state!r}` is not a state of {self.system_name!r}."
+                    f"{state!r} is not a state of {self.system_name!r}."
                     f"{closest(state, self.states)} States: {', '.join(self.states)}."
                 )
             return self.ys[:, self.states.index(state)]

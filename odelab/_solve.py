@@ -220,8 +220,12 @@ def _as_params(params: Any) -> Any:
             return jnp.asarray(x, dtype=_dtype())
         if isinstance(x, np.ndarray) and x.dtype.kind in "fiu":
             return jnp.asarray(x, dtype=_dtype())
-        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.integer):
-            return x.astype(_dtype())
+        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+            # weak-typed, integer or other-precision arrays would each compile a new program
+            if jnp.issubdtype(x.dtype, jnp.integer) or x.weak_type:  # scalars, usually
+                return jnp.asarray(np.asarray(x, dtype=_dtype()))
+            if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != _dtype():
+                return x.astype(_dtype())
         return x
 
     return jax.tree_util.tree_map(leaf, params)
@@ -231,7 +235,7 @@ def _check_params_finite(params: Any) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         if isinstance(leaf, jax.core.Tracer) or not hasattr(leaf, "dtype"):
             continue
-        if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(leaf))):
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and not np.all(np.isfinite(np.asarray(leaf))):
             where = jax.tree_util.keystr(path)
             raise InputError(
                 f"`params{where}` contains a non-finite value (NaN or inf). Give finite numbers."
