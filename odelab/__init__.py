@@ -56,6 +56,9 @@ from ._compilations import compile_count as compile_count, compile_seconds as co
 from ._solve import trace_count as trace_count
 from ._solve import solve as solve
 from ._solvers import solver_names as solver_names
+from .solvers import register_all as _register_stiff_solvers
+
+_register_stiff_solvers()
 from .methods import methods as methods
 
 # Names whose modules are heavier (Panel, optax) or optional are imported on first use.

@@ -217,7 +217,8 @@ def _raise_failures(codes: list) -> None:
 
 
 def _translate(err: Exception, method: Any) -> Exception:
-    text = str(err)
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else ""  # the first line: later ones may quote whole programs
     name = getattr(method, "name", method)
     if "only defined for scalar-output functions" in text:
         return InputError(
@@ -451,22 +452,33 @@ def jvp(fun: Callable, params: Any, tangent: Any, method: Any = "auto", *, solve
     return value, tout
 
 
+def _value_with_codes(call: Callable, rtol: Any, atol: Any) -> Callable:
+    """d -> (value, solve status codes): the codes ride along as auxiliary outputs."""
+
+    def f(d):
+        value, (_, codes) = call(d, rtol, atol)
+        return value, codes
+
+    return f
+
+
 def _hvp_builder(call: Callable, key: _Key) -> Callable:
     def grad_fn(rtol, atol):
-        f = lambda d: call(d, rtol, atol)[0]
+        f = _value_with_codes(call, rtol, atol)
         if key.route[0] == "forward" and key.route[1] >= 2:
             # forward-over-forward: the gradient as a forward-mode Jacobian
             def g(d):
                 flat, unravel = ravel_pytree(d)
-                return unravel(jax.jacfwd(lambda x: f(unravel(x)))(flat))
+                jac, codes = jax.jacfwd(lambda x: f(unravel(x)), has_aux=True)(flat)
+                return unravel(jac), codes
 
             return g
-        return jax.grad(f)
+        return jax.grad(f, has_aux=True)
 
     def hvp_(diff, rtol, atol, vector):
         g = grad_fn(rtol, atol)
-        _, hv = jax.jvp(g, (diff,), (vector,))
-        return hv, []  # second order: failures surface as NaN (first-order calls report them)
+        _, hv, codes = jax.jvp(g, (diff,), (vector,), has_aux=True)
+        return hv, codes
 
     def finite(diff, rtol, atol, vector):
         flat, unravel = ravel_pytree(diff)
@@ -493,12 +505,12 @@ def hvp(fun: Callable, params: Any, vector: Any, method: Any = "auto", *, solver
 def _hessian_builder(call: Callable, key: _Key) -> Callable:
     def hess(diff, rtol, atol):
         flat, unravel = ravel_pytree(diff)
-        f = lambda x: call(unravel(x), rtol, atol)[0]
+        f = lambda x: _value_with_codes(call, rtol, atol)(unravel(x))
         if key.route[0] == "forward":  # forward-over-forward
-            h = jax.jacfwd(jax.jacfwd(f))(flat)
+            inner = jax.jacfwd(f, has_aux=True)
         else:
-            h = jax.jacfwd(jax.grad(f))(flat)
-        return h, []
+            inner = jax.grad(f, has_aux=True)
+        return jax.jacfwd(inner, has_aux=True)(flat)
 
     def finite(diff, rtol, atol):
         flat, unravel = ravel_pytree(diff)

@@ -278,12 +278,14 @@ def _probe(system: System, y0: Any, params: Any, t_span: tuple[float, float]) ->
         method=METHODS["checkpoint"](), save="count", n_save=2, fixed_steps=False,
         max_steps=PROBE_STEPS,
     )
-    inputs = dict(
-        y0=jnp.asarray(y0, dtype=_dtype()), params=params, t0=_traced(t0), t1=_traced(t_probe),
-        rtol=_traced(DEFAULT_RTOL), atol=_traced(DEFAULT_ATOL),
-        ts=jnp.linspace(_traced(t0), _traced(t_probe), 2), dt=_traced(0.0),
-    )
+    # eager even when the caller is being traced: the choice of solver is static
     with jax.ensure_compile_time_eval():
+        inputs = dict(
+            y0=jnp.asarray(np.asarray(y0), dtype=_dtype()), params=_as_params(params),
+            t0=_traced(t0), t1=_traced(t_probe), rtol=_traced(DEFAULT_RTOL),
+            atol=_traced(DEFAULT_ATOL), ts=jnp.linspace(_traced(t0), _traced(t_probe), 2),
+            dt=_traced(0.0),
+        )
         return jax.block_until_ready(_compiled(config, inputs))
 
 
@@ -303,6 +305,15 @@ def choose_solver(system: System, y0: Any, params: Any, t_span: tuple[Any, Any])
     cache = system.__dict__.setdefault("_auto_solver_cache", {})
     if key in cache:
         return cache[key]
+    with jax.ensure_compile_time_eval():  # eager even while the caller is being traced
+        choice = _decide_stiffness(system, y0, params, t_span)
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = choice
+    return choice
+
+
+def _decide_stiffness(system: System, y0: Any, params: Any, t_span: tuple[Any, Any]):
     s = stiffness_estimate(system, y0, params, t_span)
     if s > STIFFNESS_THRESHOLD:
         choice = DEFAULT_STIFF, (
@@ -327,9 +338,6 @@ def choose_solver(system: System, y0: Any, params: Any, t_span: tuple[Any, Any])
                 f"non-stiff: max|Re λ|·(t1−t0) = {max(s, s_end):.3g} and an explicit probe "
                 f"took {int(probe.num_steps)} steps over the first {PROBE_FRACTION:.0%}"
             )
-    if len(cache) > 256:
-        cache.clear()
-    cache[key] = choice
     return choice
 
 
@@ -345,7 +353,8 @@ def choose_method(request: tuple | None) -> GradientMethod:
     """`method="auto"`: the method that serves the derivative the surrounding call asks for.
 
     No derivative: `checkpoint` (its forward solve is the plain one). Forward first order (few
-    parameters, or ol.jvp): `forward-sensitivity`, accurate also on stiff problems. Reverse first
+    parameters, or ol.jvp): `forward`, the cheapest measured (on stiff problems pass
+    method="forward-sensitivity", whose step control covers the tangents). Reverse first
     order: `checkpoint` (exact, never re-integrates the state backward). Second order: the
     `interpolating` primitive (forward over its adjoint); a gradient of a gradient (nested
     calls, request without the "composable" mark): `direct`, the one route reverse over reverse.
@@ -358,7 +367,7 @@ def choose_method(request: tuple | None) -> GradientMethod:
     if order >= 2:
         return METHODS["interpolating" if "composable" in request[2:] else "direct"]()
     if direction == "forward":
-        return METHODS["forward-sensitivity"]()
+        return METHODS["forward"]()
     return METHODS["checkpoint"]()
 
 
@@ -537,7 +546,8 @@ def solve(
 
 def _translate(err: Exception, config: SolveConfig) -> Exception:
     """Turn a raw JAX error from combining transforms into an OdelabError with the way out."""
-    text = str(err)
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else ""  # the first line: later ones may quote whole programs
     name = config.method.name
     if "forward-mode autodiff (jvp) to a custom_vjp" in text or "Unexpected tangent" in text:
         return MethodError(

@@ -147,6 +147,7 @@ class System:
         stiff: bool | None = None,
         data: tuple[Any, Any] | None = None,
         equations: str | None = None,
+        exact: Callable[..., Any] | None = None,
     ):
         if not callable(f):
             raise InputError(
@@ -171,6 +172,7 @@ class System:
         self.description = description
         self.stiff = stiff
         self.equations = equations
+        self.exact = exact  # a closed-form solution exact(ts, y0=None, params=None), if known
         self.params = self._normalize_params(params if params is not None else {})
         self.y0 = self.check_y0(y0 if y0 is not None else np.zeros(len(states)))
         self.t_span = check_t_span(t_span)
@@ -296,7 +298,7 @@ class System:
         """Evaluate f abstractly once so shape, dtype and exceptions surface at definition time."""
         y0 = jnp.asarray(self.y0)
         try:
-            out = jax.eval_shape(self.f, jnp.asarray(self.t_span[0]), y0, self.params)
+            out = eqx.filter_eval_shape(self.f, jnp.asarray(self.t_span[0]), y0, self.params)
         except Exception as err:  # the user's function raised: say where, keep their message
             raise VectorFieldError(
                 f"The vector field of {self.name!r} raised {type(err).__name__} when called as "
@@ -364,7 +366,7 @@ class System:
         fields = dict(
             f=self.f, states=self.states, params=self.params, y0=self.y0, t_span=self.t_span,
             name=self.name, description=self.description, stiff=self.stiff,
-            equations=self.equations, data=self.data,
+            equations=self.equations, data=self.data, exact=self.exact,
             param_info={
                 k: dict(range=(i.lo, i.hi), log=i.log, unit=i.unit, description=i.description)
                 for k, i in self.param_info.items()

@@ -97,8 +97,9 @@ def damped_pendulum(
             length=slider(length, 0.1, 10.0, log=True, unit="m", description="pendulum length"),
             damping=slider(damping, 0.0, 5.0, unit="1/s", description="friction coefficient c"),
         ),
-        description="The nonlinear pendulum with linear friction, θ'' = -(g/L) sin θ - c θ'; the "
-        "energy ½θ'² - (g/L) cos θ decays at rate c θ'².",
+        description="The nonlinear pendulum with linear friction, θ'' = -(g/L) sin θ - c θ' "
+        "(Strogatz, Nonlinear Dynamics and Chaos, 1994, §6.7); the energy ½θ'² - (g/L) cos θ "
+        "decays at rate c θ'².",
         stiff=False,
     )
 
@@ -196,8 +197,9 @@ def van_der_pol_stiff(mu: float = 1000.0, *, y0: Any = None, t_span: Any = None)
     """The Van der Pol oscillator at mu = 1000 over (0, 3000): a classic stiff test."""
     system = van_der_pol(mu, y0=y0, t_span=t_span, name="van_der_pol_stiff")
     return system.replace(
-        description="The Van der Pol oscillator at μ = 1000 (the 'vdp1000' test of Shampine and "
-        "Reichelt's MATLAB ODE suite): slow drift with sharp jumps, a standard stiff benchmark.",
+        description="The Van der Pol oscillator at μ = 1000, the 'vdp1000' test of Shampine and "
+        "Reichelt's MATLAB ODE suite (1997): slow drift with sharp jumps, a standard stiff "
+        "benchmark.",
         stiff=True,
     )
 

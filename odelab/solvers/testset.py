@@ -106,19 +106,16 @@ _POLLUTION_REACTIONS = [
 
 def _pollution(xp):
     rates = np.array([k for k, _, _ in _POLLUTION_REACTIONS])
+    # Reactant indices padded with 20, which points at an appended 1.0 (first-order reactions).
+    reactants = np.array([(r + (21,))[:2] for _, r, _ in _POLLUTION_REACTIONS]) - 1
     stoichiometry = np.zeros((20, len(_POLLUTION_REACTIONS)))
     for j, (_, _, changes) in enumerate(_POLLUTION_REACTIONS):
         for species, change in changes.items():
             stoichiometry[species - 1, j] = change
 
     def f(t, y, args=None):
-        terms = []
-        for k, (_, reactants, _) in zip(rates, _POLLUTION_REACTIONS, strict=True):
-            term = k * y[reactants[0] - 1]
-            for species in reactants[1:]:
-                term = term * y[species - 1]
-            terms.append(term)
-        return stoichiometry @ xp.stack(terms)
+        padded = xp.concatenate([y, xp.ones(1, dtype=y.dtype)])
+        return stoichiometry @ (rates * padded[reactants[:, 0]] * padded[reactants[:, 1]])
 
     return f
 

@@ -1,0 +1,46 @@
+"""Every tutorial notebook runs top to bottom, within its budget, with outputs stripped in git."""
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+BUDGET_SECONDS = 120  # the promise: each tutorial runs in under 2 minutes on a 2-core CPU
+SLACK = 1.5  # the suite's other work shares the machine
+
+
+def test_there_are_tutorials():
+    assert any(p.name.startswith("00_quickstart") for p in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_outputs_are_stripped(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path):
+    nb = nbformat.read(path, as_version=4)
+    env_before = os.environ.get("PANEL_INLINE")
+    os.environ["PANEL_INLINE"] = "1"
+    try:
+        client = NotebookClient(nb, timeout=BUDGET_SECONDS * 2, kernel_name="python3",
+                                resources={"metadata": {"path": str(tmp_path)}})
+        start = time.perf_counter()
+        client.execute()
+        elapsed = time.perf_counter() - start
+    finally:
+        if env_before is None:
+            os.environ.pop("PANEL_INLINE", None)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "error"]
+    assert not errors
+    assert elapsed < BUDGET_SECONDS * SLACK, f"{path.name} took {elapsed:.0f} s"
