@@ -8,8 +8,8 @@ program per (fun, request, method, solver), so calling again with new values nev
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -134,9 +134,6 @@ def _split(params: Any) -> tuple[Any, Any]:
 # --------------------------------------------------------------------------------------------
 # the compiled programs, cached per function
 # --------------------------------------------------------------------------------------------
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 @dataclasses.dataclass(frozen=True)
 class _Key:
     kind: str
@@ -145,16 +142,56 @@ class _Key:
     route: tuple[str, int]
     has_aux: bool
     fd: Any = None
+    static: Any = None  # the non-differentiable part of params (activation functions, ...)
+
+
+_CACHE: collections.OrderedDict = collections.OrderedDict()
+_CACHE_SIZE = 256
+
+
+def _identity(x: Any) -> Any:
+    """A hashable stand-in for x: x itself when hashable, else its id (the cache keeps x alive)."""
+    try:
+        hash(x)
+    except TypeError:
+        return ("id", id(x))
+    return x
+
+
+def _fun_key(fun: Callable) -> tuple[Any, tuple]:
+    """(key, objects to keep alive) naming what `fun` computes.
+
+    A lambda written again (e.g. inside a loop or a slider callback) is a new object each time,
+    but with the same code, closure contents and defaults it computes the same thing, so it
+    shares the compiled program. Like `jax.jit`, the program bakes in the closure's values:
+    mutate a captured array in place and call again, and the old value is used.
+    """
+    code = getattr(fun, "__code__", None)
+    if code is None:
+        return ("callable", _identity(fun)), (fun,)
+    cells = tuple(c.cell_contents for c in (fun.__closure__ or ()))
+    defaults = tuple(fun.__defaults__ or ()) + tuple(sorted((fun.__kwdefaults__ or {}).items()))
+    key = ("function", code, id(fun.__globals__), tuple(_identity(c) for c in cells),
+           tuple(_identity(d) for d in defaults), _identity(getattr(fun, "__self__", None)))
+    return key, (cells, defaults, getattr(fun, "__self__", None))
+
+
+def _static_key(static: Any) -> Any:
+    leaves, treedef = jax.tree_util.tree_flatten(static)
+    return treedef, tuple(_identity(x) for x in leaves)
 
 
 def _compiled(fun: Callable, key: _Key, build: Callable[[], Callable]) -> Callable:
-    try:
-        per_fun = _CACHE.setdefault(fun, {})
-    except TypeError:  # not weak-referenceable (e.g. a bound builtin): no caching
-        return build()
-    if key not in per_fun:
-        per_fun[key] = build()
-    return per_fun[key]
+    fun_key, keep_alive = _fun_key(fun)
+    full = (fun_key, key)
+    if full in _CACHE:
+        _CACHE.move_to_end(full)
+        return _CACHE[full][0]
+    program = build()
+    _CACHE[full] = (program, keep_alive)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return program
 
 
 def _objective(fun: Callable, static: Any, key: _Key, has_aux: bool):
@@ -251,7 +288,7 @@ def _run(kind: str, fun: Callable, params: Any, method: Any, solver: Any, rtol: 
         obj = METHODS["forward"]()  # forward-over-forward: only `forward` serves it with "auto"
     r, a = _tolerances(rtol, atol)
     key = _Key(kind, obj if obj is not None else "auto", solver, route, has_aux,
-               fd=_fd_settings(obj))
+               fd=_fd_settings(obj), static=_static_key(static))
     run = _compiled(fun, key, lambda: build(_objective(fun, static, key, has_aux), key))
     try:
         out = run(diff, r, a, *extra)
@@ -414,8 +451,10 @@ def _jvp_builder(call: Callable, key: _Key) -> Callable:
         flat_t, _ = ravel_pytree(tangent)
         noise = jnp.maximum(rtol if rtol is not None else DEFAULT_RTOL, jnp.finfo(flat.dtype).eps)
         step, richardson = key.fd
-        h = (step if step is not None else noise ** (1 / 5 if richardson else 1 / 3)) * (
-            jnp.maximum(1.0, jnp.linalg.norm(flat)) / jnp.maximum(jnp.linalg.norm(flat_t), 1e-300)
+        # no component may move by more than the step relative to its own size
+        relative = jnp.max(jnp.abs(flat_t) / jnp.maximum(1.0, jnp.abs(flat)))
+        h = (step if step is not None else noise ** (1 / 5 if richardson else 1 / 3)) / (
+            jnp.maximum(relative, 1e-300)
         )
         f = lambda x: call(unravel(x), rtol, atol)[0]
         d = lambda hh: (f(flat + hh * flat_t) - f(flat - hh * flat_t)) / (2 * hh)

@@ -148,6 +148,8 @@ def _stages(solver: diffrax.AbstractSolver) -> int:
 @eqx.filter_jit
 def _compiled(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
     COMPILATIONS.bump()
+    if inputs["ts"] is None:  # evenly spaced save points, computed inside the program
+        inputs = {**inputs, "ts": jnp.linspace(inputs["t0"], inputs["t1"], config.n_save)}
     return _integrate(config, inputs)
 
 
@@ -184,9 +186,15 @@ def _scalar(argument: str, value: Any) -> Any:
     return float(arr)
 
 
-def _traced(value: Any) -> jax.Array:
-    """A float scalar as a non-weak array, so new values reuse the compiled program."""
-    return jnp.asarray(value, dtype=_dtype())
+def _traced(value: Any) -> Any:
+    """A float as a (non-weak) array input, so new values reuse the compiled program.
+
+    Concrete values become numpy arrays: handing those to the compiled program costs no JAX
+    dispatch, which keeps a solve's Python overhead small.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return jnp.asarray(value, dtype=_dtype())
+    return np.asarray(value, dtype=_dtype())
 
 
 def _check_tolerance(argument: str, value: Any) -> Any:
@@ -283,7 +291,7 @@ def _probe(system: System, y0: Any, params: Any, t_span: tuple[float, float]) ->
         inputs = dict(
             y0=jnp.asarray(np.asarray(y0), dtype=_dtype()), params=_as_params(params),
             t0=_traced(t0), t1=_traced(t_probe), rtol=_traced(DEFAULT_RTOL),
-            atol=_traced(DEFAULT_ATOL), ts=jnp.linspace(_traced(t0), _traced(t_probe), 2),
+            atol=_traced(DEFAULT_ATOL), ts=None,
             dt=_traced(0.0),
         )
         return jax.block_until_ready(_compiled(config, inputs))
@@ -381,7 +389,7 @@ def _save_times(saveat: Any, t0: Any, t1: Any) -> tuple[str, int, jax.Array]:
                 "of times, or saveat='dense' for an interpolating solution."
             )
         n = DEFAULT_SAVE_POINTS
-        return "dense", n, jnp.linspace(_traced(t0), _traced(t1), n)
+        return "dense", n, None
     if isinstance(saveat, (bool, float)) or (
         isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool)
     ):
@@ -394,7 +402,7 @@ def _save_times(saveat: Any, t0: Any, t1: Any) -> tuple[str, int, jax.Array]:
             raise InputError(
                 f"`saveat={n}` is too few; at least 2 save points (start and end) are needed."
             )
-        return "count", n, jnp.linspace(_traced(t0), _traced(t1), n)
+        return "count", n, None
     if isinstance(saveat, jax.core.Tracer):
         return "times", saveat.shape[0], saveat.astype(_dtype())
     ts = _float_array("saveat", saveat)
@@ -517,7 +525,8 @@ def solve(
         solver_reason=reason,
     )
     inputs = dict(
-        y0=jnp.asarray(y0, dtype=_dtype()), params=params, t0=t0a, t1=t1a, rtol=_traced(rtol),
+        y0=y0 if isinstance(y0, jax.core.Tracer) else np.asarray(y0, dtype=_dtype()),
+        params=params, t0=t0a, t1=t1a, rtol=_traced(rtol),
         atol=_traced(atol), ts=ts, dt=_traced(dt if fixed else 0.0),
     )
     traced = not _concrete(inputs)

@@ -30,6 +30,7 @@ from ._classic import (
     van_der_pol_stiff,
 )
 from ._networks import hamiltonian_network, neural_ode
+from .bursting import bursting_neuron
 from ._neuro import hodgkin_huxley
 from ._stiff import hires, oregonator, robertson
 
@@ -46,6 +47,7 @@ GALLERY: dict[str, Callable[..., System]] = {
         brusselator,
         fitzhugh_nagumo,
         hodgkin_huxley,
+        bursting_neuron,
         lorenz,
         robertson,
         oregonator,

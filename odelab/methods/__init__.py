@@ -11,14 +11,19 @@ from .checkpoint import Checkpoint
 from .direct import Direct
 from .finite_difference import FiniteDifference
 from .forward import Forward
+from .forward_sensitivity import ForwardSensitivity
+from .interpolating import Interpolating
 
 METHODS: dict[str, type[GradientMethod]] = {
-    cls.name: cls for cls in (Checkpoint, Direct, Backsolve, Forward, FiniteDifference)
+    cls.name: cls
+    for cls in (Checkpoint, Direct, Backsolve, Forward, FiniteDifference, Interpolating,
+                ForwardSensitivity)
 }
 
 __all__ = [
     "REQUESTS", "Capabilities", "GradientMethod", "METHODS", "Checkpoint", "Direct", "Backsolve",
-    "Forward", "FiniteDifference", "register_method", "method_object",
+    "Forward", "FiniteDifference", "Interpolating", "ForwardSensitivity", "register_method",
+    "method_object",
 ]
 
 

@@ -63,7 +63,7 @@ class GradientMethod(abc.ABC):
 
     def integrate(self, run: Callable[..., Any], inputs: Any, *, max_steps: int,
                   state_size: int) -> Any:
-        """Run the solve `run(inputs, adjoint)` so that it differentiates the way this method does."""
+        """Run `run(inputs, adjoint)` so that the solve differentiates the way this method does."""
         return run(inputs, self.adjoint(max_steps=max_steps, state_size=state_size))
 
     def __eq__(self, other: object) -> bool:

@@ -1,0 +1,188 @@
+"""Cost of derivatives through `ol.solve`, per gradient method, measured side by side.
+
+Rows (all times are medians after a warm-up call; ratios are what to read):
+- Lorenz63, t 0..20, 1000 save points: gradient / solve for each method and "auto".
+- Neural ODE (MLP 2→64→64→2, 100 save points): gradient / solve with "auto" (target ≤ 4).
+- A ≥10k-parameter neural ODE: HVP / gradient with "auto" (target ≤ 4).
+- 20 parameters: dense Hessian / one gradient.
+- 100k fixed steps: peak temporary memory of a gradient / the forward solve, from XLA's compiled
+  memory analysis (target ≤ 3).
+
+    python benchmarks/bench_gradients.py          # full
+    python benchmarks/bench_gradients.py --quick  # fewer repeats
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import odelab as ol
+
+
+def _median_seconds(fn, *args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))  # warm-up: trace and compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _ratio_row(problem, what, method, num, den, note=""):
+    return {"problem": problem, "what": what, "method": method, "seconds": num,
+            "ratio": num / den, "note": note}
+
+
+# --------------------------------------------------------------------------------------------
+def lorenz_rows(repeats: int, methods: list[str]) -> list[dict]:
+    system = ol.gallery.lorenz()
+    params = {k: jnp.asarray(v) for k, v in system.params.items()}
+
+    def loss(p, method=None):
+        ys = ol.solve(system, params=p, t_span=(0.0, 20.0), saveat=1000, rtol=1e-6,
+                      atol=1e-8, method=method, solver="tsit5").ys
+        return jnp.mean(ys**2)
+
+    solve_s = _median_seconds(jax.jit(loss), params, repeats=repeats)
+    rows = [_ratio_row("lorenz (1000 saves)", "solve", "-", solve_s, solve_s)]
+    for m in methods:
+        grad = jax.jit(lambda p, m=m: ol.gradient(loss, p, m))
+        rows.append(_ratio_row("lorenz (1000 saves)", "gradient / solve", m,
+                               _median_seconds(grad, params, repeats=repeats), solve_s))
+    return rows
+
+
+def _mlp_system(width: int, depth: int, seed: int = 0):
+    system = ol.gallery.neural_ode(key=jax.random.key(seed), width=width, depth=depth)
+    mlp = system.params
+    n = sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(mlp, eqx.is_inexact_array)))
+    return system, mlp, n
+
+
+def neural_rows(repeats: int, methods: list[str]) -> list[dict]:
+    system, mlp, n = _mlp_system(64, 2)
+    target = jnp.stack([jnp.cos(jnp.linspace(0, 1, 100)), jnp.sin(jnp.linspace(0, 1, 100))], 1)
+
+    def loss(p, method=None):
+        ys = ol.solve(system, params=p, saveat=100, rtol=1e-6, atol=1e-8, method=method,
+                      solver="tsit5").ys
+        return jnp.mean((ys - target) ** 2)
+
+    solve_s = _median_seconds(eqx.filter_jit(loss), mlp, repeats=repeats)
+    name = f"neural ODE 2→64→64→2 ({n} params)"
+    rows = [_ratio_row(name, "solve", "-", solve_s, solve_s)]
+    for m in methods:
+        grad = eqx.filter_jit(lambda p, m=m: ol.gradient(loss, p, m))
+        rows.append(_ratio_row(name, "gradient / solve", m,
+                               _median_seconds(grad, mlp, repeats=repeats), solve_s,
+                               "target ≤ 4" if m == "auto" else ""))
+    return rows
+
+
+def hvp_rows(repeats: int) -> list[dict]:
+    system, mlp, n = _mlp_system(100, 2, seed=1)
+    diff, static = eqx.partition(mlp, eqx.is_inexact_array)
+    vec = jax.tree_util.tree_map(jnp.ones_like, diff)
+
+    def loss(p):
+        ys = ol.solve(system, params=p, saveat=20, rtol=1e-8, atol=1e-10, solver="tsit5").ys
+        return jnp.mean(ys**2)
+
+    name = f"MLP 2→100→100→2 ({n} params)"
+    rows = []
+    grads = {}
+    for m in ("auto", "interpolating"):
+        grad = eqx.filter_jit(lambda d, m=m: ol.gradient(loss, eqx.combine(d, static), m))
+        grads[m] = _median_seconds(grad, diff, repeats=repeats)
+    hv = eqx.filter_jit(lambda d: ol.hvp(loss, eqx.combine(d, static), vec))
+    hvp_s = _median_seconds(hv, diff, repeats=repeats)
+    rows.append(_ratio_row(name, "HVP / gradient (auto both)", "auto", hvp_s, grads["auto"],
+                           "target ≤ 4"))
+    rows.append(_ratio_row(name, "HVP / gradient (interpolating)", "interpolating", hvp_s,
+                           grads["interpolating"]))
+    return rows
+
+
+def hessian_rows(repeats: int) -> list[dict]:
+    def f(t, y, p):
+        return jnp.tanh(p["A"] @ y) + p["b"] - 0.5 * y
+
+    rng = np.random.default_rng(0)
+    params = {"A": jnp.asarray(0.5 * rng.standard_normal((4, 4))), "b": jnp.asarray(
+        0.1 * rng.standard_normal(4))}
+    system = ol.System(f, 4, params=params, y0=np.ones(4), t_span=(0.0, 5.0), name="tanh4")
+
+    def loss(p):
+        sol = ol.solve(system, params=p, saveat=50, rtol=1e-8, atol=1e-10, solver="tsit5")
+        return jnp.mean(sol.ys**2)
+
+    grad_s = _median_seconds(jax.jit(lambda p: ol.gradient(loss, p)), params, repeats=repeats)
+    hess_s = _median_seconds(jax.jit(lambda p: ol.hessian(loss, p)), params, repeats=repeats)
+    return [_ratio_row("tanh network, 20 params", "dense Hessian / gradient", "auto", hess_s,
+                       grad_s)]
+
+
+def memory_rows(methods: list[str], steps: int = 100_000) -> list[dict]:
+    system = ol.gallery.harmonic_oscillator()
+    params = {k: jnp.asarray(v) for k, v in system.params.items()}
+    t1 = 100.0
+    dt = t1 / steps
+
+    def loss(p, method=None):
+        ys = ol.solve(system, params=p, t_span=(0.0, t1), saveat=100, dt=dt, solver="tsit5",
+                      max_steps=steps + 10, method=method).ys
+        return jnp.mean(ys**2)
+
+    def temp_bytes(fn):
+        stats = jax.jit(fn).lower(params).compile().memory_analysis()
+        return float(stats.temp_size_in_bytes + stats.output_size_in_bytes)
+
+    base = temp_bytes(loss)
+    rows = [_ratio_row(f"{steps // 1000}k steps", "memory: solve", "-", base, base, "bytes")]
+    for m in methods:
+        b = temp_bytes(lambda p, m=m: ol.gradient(loss, p, m))
+        rows.append(_ratio_row(f"{steps // 1000}k steps", "memory: gradient / solve", m, b, base,
+                               "bytes; target ≤ 3"))
+    return rows
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Every measurement, as a list of rows (problem, what, method, seconds, ratio, note)."""
+    repeats = 3 if quick else 10
+    lorenz_methods = ["auto", "checkpoint", "interpolating", "forward-sensitivity", "forward",
+                      "backsolve"] + ([] if quick else ["direct"])
+    parts = [
+        lambda: lorenz_rows(repeats, lorenz_methods),
+        lambda: neural_rows(repeats, ["auto", "checkpoint", "interpolating"]),
+        lambda: hvp_rows(repeats),
+        lambda: hessian_rows(repeats),
+        lambda: memory_rows(["auto", "checkpoint", "interpolating", "forward-sensitivity",
+                             "backsolve"]),
+    ]
+    rows: list[dict] = []
+    for part in parts:
+        new = part()
+        print(markdown(new), file=sys.stderr, flush=True)  # progress: each part as it finishes
+        rows += new
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| problem | what | method | seconds (or bytes) | ratio | note |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['problem']} | {r['what']} | {r['method']} | {r['seconds']:.4g} | "
+                     f"{r['ratio']:.3g} | {r['note']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(run(quick="--quick" in sys.argv)))

@@ -1,0 +1,122 @@
+"""odelab's overhead over diffrax called directly, and cold vs warm first-solve time.
+
+Both sides solve the same problem with the same solver, tolerances and save points; each side
+is jitted once and then timed over repeats (median), alternating so that machine load hits
+both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import diffrax
+import jax
+import jax.numpy as jnp
+
+import odelab as ol
+
+
+def _lorenz(t, y, p):
+    x, yy, z = y
+    return jnp.stack([p["sigma"] * (yy - x), x * (p["rho"] - z) - yy, x * yy - p["beta"] * z])
+
+
+PARAMS = dict(sigma=10.0, rho=28.0, beta=8.0 / 3.0)
+
+
+def _alternate(fns: dict, repeats: int) -> dict:
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def overhead(quick: bool = False) -> list[dict]:
+    n_save = 100 if quick else 1000
+    t1 = 2.0 if quick else 20.0
+    system = ol.System(_lorenz, states=("x", "y", "z"), params=PARAMS, y0=[1.0, 1.0, 1.0],
+                       t_span=(0.0, t1), name="lorenz")
+    params = {k: jnp.asarray(v) for k, v in PARAMS.items()}
+    ts = jnp.linspace(0.0, t1, n_save)
+
+    @jax.jit
+    def direct(p):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, a: _lorenz(t, y, a)), diffrax.Tsit5(), 0.0, t1, None,
+            jnp.array([1.0, 1.0, 1.0]), args=p, saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8),
+            max_steps=16384, throw=False,
+            adjoint=diffrax.RecursiveCheckpointAdjoint(),
+        )
+        return sol.ys
+
+    def via_odelab():
+        return ol.solve(system, params=params, saveat=n_save, solver="tsit5",
+                        method="checkpoint").ys
+
+    loss_direct = jax.jit(jax.grad(lambda p: jnp.sum(direct(p) ** 2)))
+
+    def grad_odelab():
+        return ol.gradient(
+            lambda p: jnp.sum(ol.solve(system, params=p, saveat=n_save, solver="tsit5").ys ** 2),
+            params, method="checkpoint")
+
+    for fn in (lambda: direct(params), via_odelab, lambda: loss_direct(params), grad_odelab):
+        jax.block_until_ready(fn())  # compile
+    repeats = 5 if quick else 30
+    solve_t = _alternate({"diffrax": lambda: direct(params), "odelab": via_odelab}, repeats)
+    grad_t = _alternate({"diffrax": lambda: loss_direct(params), "odelab": grad_odelab},
+                        repeats)
+    return [
+        {"benchmark": "solve overhead vs diffrax (Lorenz, %d saves)" % n_save,
+         "diffrax_s": solve_t["diffrax"], "odelab_s": solve_t["odelab"],
+         "ratio": solve_t["odelab"] / solve_t["diffrax"]},
+        {"benchmark": "gradient overhead vs diffrax (Lorenz, %d saves)" % n_save,
+         "diffrax_s": grad_t["diffrax"], "odelab_s": grad_t["odelab"],
+         "ratio": grad_t["odelab"] / grad_t["diffrax"]},
+    ]
+
+
+_FIRST_SOLVE = """
+import time, json
+start = time.perf_counter()
+import odelab as ol
+imported = time.perf_counter()
+sol = ol.solve(ol.gallery.lorenz(), saveat=200)
+sol.ys.block_until_ready()
+done = time.perf_counter()
+print(json.dumps({"import_s": imported - start, "first_solve_s": done - imported}))
+"""
+
+
+def cold_warm() -> list[dict]:
+    """First solve in a fresh process with an empty, then a filled, compilation cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, ODELAB_CACHE_DIR=cache)
+        runs = []
+        for _ in range(2):
+            out = subprocess.run([sys.executable, "-c", _FIRST_SOLVE], env=env, check=True,
+                                 capture_output=True, text=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    return [{"benchmark": "first solve in a new process (Lorenz): cold vs warm cache",
+             "cold_s": cold["first_solve_s"], "warm_s": warm["first_solve_s"],
+             "ratio": warm["first_solve_s"] / cold["first_solve_s"]}]
+
+
+def run(quick: bool = False) -> list[dict]:
+    return overhead(quick) + cold_warm()
+
+
+if __name__ == "__main__":
+    for row in run(quick="--quick" in sys.argv):
+        print(row)

@@ -1,0 +1,159 @@
+"""The solve as a JAX primitive, so that every transform of the user's code composes with it.
+
+Two primitives (built the way lineax builds its linear solve, on equinox.internal):
+
+- `odelab_solve`: the plain solve (y0, params) -> saved states. Its JVP rule is `odelab_tangent`.
+- `odelab_tangent`: the forward sensitivities s(t) = ∂y(t)/∂(y0, params) · (ẏ0, ṗ), integrated
+  together with the state, the step-size controller's error norm covering both. It is linear in
+  (ẏ0, ṗ); its transpose rule is the interpolating adjoint: one forward solve keeping the dense
+  interpolant, then the adjoint ODE backward between save times, reading y(t) from the interpolant.
+
+Every inner solve is forward-differentiable (diffrax ForwardMode), so `jax.jvp` of a gradient
+(Hessian-vector products), `jax.hessian` and `jacfwd(jacfwd)` work; batching comes from
+equinox's `create_vprim` (each rule is vmapped). Reverse mode over the adjoint (a gradient of a
+gradient) is not supported: the adjoint's while loops cannot be transposed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import equinox.internal as eqxi
+import jax
+import jax.tree_util as jtu
+from jax.interpreters import ad
+
+from .._errors import MethodError
+from ._inner import _is_none, adjoint_solve, tangent_solve
+
+_TIME_INPUTS = ("t0", "t1", "ts", "rtol", "atol", "dt")
+
+
+def _to_struct(x: Any) -> Any:
+    if isinstance(x, jax.core.ShapedArray):
+        return jax.ShapeDtypeStruct(x.shape, x.dtype)
+    return x
+
+
+def _to_shaped(x: Any) -> Any:
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return jax.core.ShapedArray(x.shape, x.dtype)
+    return x
+
+
+def _abstract(impl):
+    """The abstract-evaluation rule of a primitive whose implementation is `impl`."""
+
+    def rule(*args):
+        args = jtu.tree_map(_to_struct, args)
+        return jtu.tree_map(_to_shaped, eqx.filter_eval_shape(impl, *args))
+
+    return eqxi.filter_primitive_def(rule)
+
+
+def _refuse_time_tangents(config: Any, t_rest: dict[str, Any]) -> None:
+    moving = [k for k in _TIME_INPUTS if jtu.tree_leaves(t_rest.get(k))]
+    if moving:
+        raise MethodError(
+            f"`method={config.method.name!r}` differentiates with respect to y0 and the parameters "
+            f"only, not {', '.join(moving)} (t_span, save times, tolerances). Use method='direct' "
+            "to differentiate with respect to times."
+        )
+
+
+def _materialise(primal: Any, tangent: Any) -> Any:
+    return jtu.tree_map(eqxi.materialise_zeros, primal, tangent, is_leaf=_is_none)
+
+
+# --------------------------------------------------------------------------------------------
+# odelab_solve: the primal
+# --------------------------------------------------------------------------------------------
+def _primal_impl(config, run, rest, pdiff, prest):
+    # never differentiated by JAX (the JVP rule below is), so the plainest loop will do
+    return run({**rest, "params": eqx.combine(pdiff, prest)}, diffrax.ForwardMode())
+
+
+def _primal_transpose(inputs, cts):
+    raise AssertionError("the solve is not linear; JAX never transposes it")
+
+
+def _primal_jvp(primals, tangents):
+    config, run, rest, pdiff, prest = primals
+    _, _, t_rest, t_pdiff, _ = tangents
+    _refuse_time_tangents(config, t_rest)
+    sol = eqxi.filter_primitive_bind(_solve_p, config, run, rest, pdiff, prest)
+    ty0 = eqxi.materialise_zeros(rest["y0"], t_rest["y0"])
+    tp = _materialise(pdiff, t_pdiff)
+    t_ys, t_end = eqxi.filter_primitive_bind(_tangent_p, config, rest, pdiff, prest, ty0, tp)
+    none = {f.name: None for f in dataclasses.fields(sol) if not f.metadata.get("static")}
+    t_sol = dataclasses.replace(sol, **{**none, "ys": t_ys, "y_reached": t_end})
+    return sol, t_sol
+
+
+_solve_p = eqxi.create_vprim(
+    "odelab_solve",
+    eqxi.filter_primitive_def(_primal_impl),
+    _abstract(_primal_impl),
+    eqxi.filter_primitive_jvp(_primal_jvp),
+    eqxi.filter_primitive_transpose(_primal_transpose),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# odelab_tangent: forward sensitivities, linear in (ty0, tp)
+# --------------------------------------------------------------------------------------------
+def _tangent_impl(config, rest, pdiff, prest, ty0, tp):
+    return tangent_solve(config, rest, pdiff, prest, ty0, tp)
+
+
+def _tangent_jvp(primals, tangents):
+    config, rest, pdiff, prest, ty0, tp = primals
+    _, t_rest, t_pdiff, _, t_ty0, t_tp = tangents
+    _refuse_time_tangents(config, t_rest)
+    # Second order forward (jacfwd of jacfwd): differentiate the sensitivity solve itself;
+    # its inner solve runs under diffrax ForwardMode, which jax.jvp goes through.
+    y0 = rest["y0"]
+
+    def impl(y0_, pdiff_, ty0_, tp_):
+        return tangent_solve(config, {**rest, "y0": y0_}, pdiff_, prest, ty0_, tp_)
+
+    dual = (eqxi.materialise_zeros(y0, t_rest["y0"]), _materialise(pdiff, t_pdiff),
+            eqxi.materialise_zeros(ty0, t_ty0), _materialise(tp, t_tp))
+    return jax.jvp(impl, (y0, pdiff, ty0, tp), dual)
+
+
+def _undefined(x: Any) -> bool:
+    return isinstance(x, ad.UndefinedPrimal)
+
+
+def _keep_undefined(primal: Any, ct: Any) -> Any:
+    return ct if _undefined(primal) else None
+
+
+def _tangent_transpose(inputs, cts):
+    config, rest, pdiff, prest, ty0, tp = inputs
+    c_ys, c_end = cts
+    y0_bar, p_bar = adjoint_solve(config, rest, pdiff, prest, c_ys, c_end)
+    y0_bar = _keep_undefined(ty0, y0_bar)
+    p_bar = jtu.tree_map(_keep_undefined, tp, p_bar, is_leaf=lambda x: _undefined(x) or x is None)
+    nothing = lambda tree: jtu.tree_map(lambda _: None, tree)  # noqa: E731
+    return None, nothing(rest), nothing(pdiff), nothing(prest), y0_bar, p_bar
+
+
+_tangent_p = eqxi.create_vprim(
+    "odelab_tangent",
+    eqxi.filter_primitive_def(_tangent_impl),
+    _abstract(_tangent_impl),
+    eqxi.filter_primitive_jvp(_tangent_jvp),
+    eqxi.filter_primitive_transpose(_tangent_transpose, materialise_zeros=True),
+)
+
+
+def solve_primitive(config: Any, run: Any, inputs: dict[str, Any]) -> Any:
+    """Run `run(inputs, adjoint)` (the solve) as the `odelab_solve` primitive."""
+    pdiff, prest = eqx.partition(inputs["params"], eqx.is_inexact_array)
+    rest = {k: v for k, v in inputs.items() if k != "params"}
+    return eqxi.filter_primitive_bind(_solve_p, config, run, rest, pdiff, prest)

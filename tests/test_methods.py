@@ -1,0 +1,266 @@
+"""Gradient methods: the composability matrix (every method × every derivative request) and
+accuracy against references independent of odelab and diffrax.
+
+Reference problem: a damped rotation y' = [[-a, b], [-b, -a]] y, whose solution is known in closed
+form, y(t) = e^{-a t} R(b t) y0. The reference derivatives are JAX autodiff of that closed form
+(elementary functions only), cross-checked once against scipy's expm Fréchet derivative.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+import odelab as ol
+from odelab._errors import MethodError, OdelabError
+from odelab.methods import METHODS
+
+RTOL, ATOL = 1e-10, 1e-12
+TS = np.linspace(0.0, 2.0, 5)
+Y0 = np.array([1.0, 0.5])
+DATA = np.array([0.9, 0.6, 0.3, 0.1, 0.0])
+P0 = {"a": 0.7, "b": 1.3}
+V = {"a": 0.3, "b": -0.8}
+ETA = 0.05  # inner learning rate of the bilevel objective
+
+
+def rotation(t, y, p):
+    a, b = p["a"], p["b"]
+    return jnp.stack([-a * y[0] + b * y[1], -b * y[0] - a * y[1]])
+
+
+SYSTEM = ol.System(rotation, ("u", "v"), params=P0, y0=Y0, t_span=(0.0, 2.0), name="rotation")
+SOLVER = "tsit5"  # named, so no solver="auto" probe runs inside the transforms
+
+
+# --- the closed form -----------------------------------------------------------------------------
+def exact_ys(p):
+    a, b = p["a"], p["b"]
+    t = jnp.asarray(TS)
+    c, s, e = jnp.cos(b * t), jnp.sin(b * t), jnp.exp(-a * t)
+    return jnp.stack([e * (c * Y0[0] + s * Y0[1]), e * (-s * Y0[0] + c * Y0[1])], axis=1)
+
+
+def make_loss(ys_of):
+    return lambda p: jnp.sum((ys_of(p)[:, 0] - DATA) ** 2) + 0.5 * jnp.sum(ys_of(p)[:, 1] ** 2)
+
+
+def make_bilevel(ys_of, inner_gradient):
+    """Outer loss after two steps of gradient descent on an inner loss, started from p."""
+    inner = lambda q: jnp.sum((ys_of(q)[:, 0] - DATA) ** 2)  # noqa: E731
+
+    def outer(p):
+        q = p
+        for _ in range(2):
+            g = inner_gradient(inner, q)
+            q = {k: q[k] - ETA * g[k] for k in q}
+        return jnp.sum(ys_of(q)[:, 1] ** 2)
+
+    return outer
+
+
+def solved_ys(p):
+    return ol.solve(SYSTEM, params=p, saveat=TS, rtol=RTOL, atol=ATOL, solver=SOLVER).ys
+
+
+exact_loss = make_loss(exact_ys)
+solve_loss = make_loss(solved_ys)
+solve_bilevel = make_bilevel(solved_ys, lambda f, q: ol.gradient(f, q))
+exact_bilevel = make_bilevel(exact_ys, jax.grad)
+
+PF = {k: jnp.asarray(v) for k, v in P0.items()}
+BATCH = jnp.array([0.5, 0.7, 0.9])
+
+
+def reference(request):
+    if request == "gradient":
+        return jax.grad(exact_loss)(PF)
+    if request == "jacobian":
+        return jax.jacrev(lambda p: exact_ys(p)[:, 0])(PF)
+    if request == "jvp":
+        return jax.jvp(exact_loss, (PF,), (V,))[1]
+    if request == "hvp":
+        return jax.jvp(jax.grad(exact_loss), (PF,), (V,))[1]
+    if request == "hessian":
+        flat, unravel = jax.flatten_util.ravel_pytree(PF)
+        return jax.hessian(lambda x: exact_loss(unravel(x)))(flat)
+    if request == "vmap-gradient":
+        return jax.vmap(lambda a: jax.grad(exact_loss)({"a": a, "b": PF["b"]}))(BATCH)
+    if request == "nested-gradient":
+        return jax.grad(exact_bilevel)(PF)
+    raise ValueError(request)
+
+
+def compute(request, method):
+    if request == "gradient":
+        return ol.gradient(solve_loss, P0, method)
+    if request == "jacobian":
+        return ol.jacobian(lambda p: solved_ys(p)[:, 0], P0, method)
+    if request == "jvp":
+        return ol.jvp(solve_loss, P0, V, method)[1]
+    if request == "hvp":
+        return ol.hvp(solve_loss, P0, V, method)
+    if request == "hessian":
+        return ol.hessian(solve_loss, P0, method)
+    if request == "vmap-gradient":
+        return jax.vmap(lambda a: ol.gradient(solve_loss, {"a": a, "b": PF["b"]}, method))(BATCH)
+    if request == "nested-gradient":
+        return ol.gradient(solve_bilevel, P0, method)
+    raise ValueError(request)
+
+
+def flat(tree):
+    if isinstance(tree, dict):
+        return np.concatenate([np.ravel(np.asarray(tree[k])) for k in sorted(tree)])
+    return np.ravel(np.asarray(tree))
+
+
+def tolerance(method):
+    if method == "finite-difference":
+        return 1e-4
+    return 1e-6
+
+
+REQUESTS = ["gradient", "jacobian", "jvp", "hvp", "hessian", "vmap-gradient", "nested-gradient"]
+ALL_METHODS = sorted(METHODS) + ["auto"]
+# value cells that run by default; the other value cells compile a program each (slow marker).
+# Refusals raise before tracing, so all of them run by default.
+FAST_CELLS = {("interpolating", "gradient"), ("forward-sensitivity", "jvp"), ("auto", "hvp")}
+
+
+def _declared(method, request):
+    return method == "auto" or METHODS[method].capabilities.supports(request)
+
+
+MATRIX = [
+    pytest.param(m, r, marks=() if (m, r) in FAST_CELLS or not _declared(m, r)
+                 else pytest.mark.slow, id=f"{m}-{r}")
+    for m in ALL_METHODS
+    for r in REQUESTS
+]
+
+
+def test_reference_agrees_with_expm_frechet():
+    # the closed form's derivative equals scipy's Fréchet derivative of expm(A t) y0
+    a, b = P0["a"], P0["b"]
+    dA_da = np.array([[-1.0, 0.0], [0.0, -1.0]])
+    t = TS[-1]
+    A = np.array([[-a, b], [-b, -a]])
+    _, frechet = scipy.linalg.expm_frechet(A * t, dA_da * t)
+    want = frechet @ Y0
+    got = jax.jacfwd(lambda aa: exact_ys({"a": aa, "b": b})[-1])(a)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("method", "request_name"), MATRIX)
+def test_composability(method, request_name):
+    """Each cell: a value agreeing with the reference, or an OdelabError naming the way out."""
+    if not _declared(method, request_name):
+        with pytest.raises(MethodError, match="method="):
+            compute(request_name, method)
+        return
+    try:
+        got = compute(request_name, method)
+    except OdelabError as err:  # pragma: no cover - a declared capability that fails is a bug
+        pytest.fail(f"{method} declares {request_name} but raised: {err}")
+    want = reference(request_name)
+    np.testing.assert_allclose(flat(got), flat(want), rtol=tolerance(method),
+                               atol=tolerance(method) * np.max(np.abs(flat(want))))
+
+
+# --- the primitive under the user's own JAX transforms --------------------------------------------
+@pytest.fixture(scope="module")
+def raw_loss():
+    def loss(p, method):
+        ys = ol.solve(SYSTEM, params=p, saveat=TS, rtol=RTOL, atol=ATOL, method=method,
+                      solver=SOLVER).ys
+        return jnp.sum((ys[:, 0] - DATA) ** 2) + 0.5 * jnp.sum(ys[:, 1] ** 2)
+
+    return loss
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["interpolating", "forward-sensitivity"])
+def test_user_transforms_compose(raw_loss, method):
+    f = lambda p: raw_loss(p, method)  # noqa: E731
+    x = jnp.array([P0["a"], P0["b"]])
+    fx = lambda x: f({"a": x[0], "b": x[1]})  # noqa: E731
+    ex = lambda x: exact_loss({"a": x[0], "b": x[1]})  # noqa: E731
+    np.testing.assert_allclose(jax.grad(fx)(x), jax.grad(ex)(x), rtol=1e-7)
+    np.testing.assert_allclose(jax.jacfwd(jax.jacfwd(fx))(x), jax.hessian(ex)(x), rtol=1e-6)
+    np.testing.assert_allclose(jax.hessian(fx)(x), jax.hessian(ex)(x), rtol=1e-6)
+    xs = jnp.stack([x, 1.1 * x])
+    hv = jax.vmap(lambda z: jax.jvp(jax.grad(fx), (z,), (jnp.array([1.0, 2.0]),))[1])(xs)
+    hv_ref = jax.vmap(lambda z: jax.jvp(jax.grad(ex), (z,), (jnp.array([1.0, 2.0]),))[1])(xs)
+    np.testing.assert_allclose(hv, hv_ref, rtol=1e-6)
+
+
+def test_y0_derivative_interpolating(raw_loss):
+    def f(y0):
+        ys = ol.solve(SYSTEM, y0=y0, saveat=TS, rtol=RTOL, atol=ATOL, method="interpolating",
+                      solver=SOLVER).ys
+        return jnp.sum(ys**2)
+
+    def ref(y0):
+        a, b = P0["a"], P0["b"]
+        t = jnp.asarray(TS)
+        return jnp.sum(jnp.exp(-2 * a * t)) * jnp.sum(y0**2) + 0 * b
+
+    y0 = jnp.asarray(Y0)
+    np.testing.assert_allclose(jax.grad(f)(y0), jax.grad(ref)(y0), rtol=1e-7)
+
+
+def test_time_derivative_refused():
+    def f(t1):
+        return ol.solve(SYSTEM, t_span=(0.0, t1), saveat=3, method="interpolating",
+                        solver=SOLVER).ys[-1, 0]
+
+    with pytest.raises(MethodError, match="direct"):
+        jax.jvp(f, (2.0,), (1.0,))
+
+
+def test_auto_choices():
+    from odelab._derivatives import _auto_route
+    from odelab._solve import choose_method
+
+    assert choose_method(None).name == "checkpoint"
+    assert choose_method(_auto_route("gradient", 2, False)).name == "forward"
+    assert choose_method(_auto_route("gradient", 50, False)).name == "checkpoint"
+    assert choose_method(_auto_route("hvp", 50, False)).name == "interpolating"
+    assert choose_method(_auto_route("hessian", 2, False)).name == "interpolating"
+    assert choose_method(_auto_route("gradient", 2, True)).name == "direct"
+    assert "backsolve" not in {choose_method(_auto_route(r, n, False)).name
+                               for r in ("gradient", "jvp", "hvp") for n in (1, 100)}
+
+
+# --- accuracy on a stiff problem: forward sensitivities are error-controlled ----------------------
+@pytest.mark.slow
+def test_stiff_forward_sensitivity_accuracy():
+    """Robertson kinetics: forward-sensitivity gradients against scipy Radau + differences."""
+    from scipy.integrate import solve_ivp
+
+    sysr = ol.gallery.robertson()
+    p = dict(sysr.params)
+    t1 = 10.0
+    key = sorted(p)[0]
+
+    def final(pp, method):
+        sol = ol.solve(sysr, params=pp, t_span=(0.0, t1), saveat=2, rtol=1e-8, atol=1e-12,
+                       method=method, solver="kvaerno5")
+        return sol.ys[-1, 0]
+
+    g = ol.gradient(lambda pp: final(pp, None), p, "forward-sensitivity")[key]
+
+    def scipy_final(v):
+        q = dict(p, **{key: v})
+        f = lambda t, y: np.asarray(sysr.f(t, jnp.asarray(y), q))  # noqa: E731
+        return solve_ivp(f, (0.0, t1), np.asarray(sysr.y0), method="Radau", rtol=1e-12,
+                         atol=1e-16).y[0, -1]
+
+    h = 1e-4 * p[key]
+    ref = (scipy_final(p[key] + h) - scipy_final(p[key] - h)) / (2 * h)
+    np.testing.assert_allclose(float(g), ref, rtol=1e-4)
