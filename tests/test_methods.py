@@ -70,7 +70,7 @@ def solved_ys(p):
 exact_loss = make_loss(exact_ys)
 solve_loss = make_loss(solved_ys)
 solve_bilevel = make_bilevel(solved_ys, lambda f, q: ol.gradient(f, q))
-exact_bilevel = make_bilevel(exact_ys, jax.grad)
+exact_bilevel = make_bilevel(exact_ys, lambda f, q: jax.grad(f)(q))
 
 PF = {k: jnp.asarray(v) for k, v in P0.items()}
 BATCH = jnp.array([0.5, 0.7, 0.9])
