@@ -17,6 +17,7 @@ _RESULT_NAMES = {
     int(diffrax.RESULTS.successful._value): "successful",
     int(diffrax.RESULTS.max_steps_reached._value): "max_steps_reached",
     int(diffrax.RESULTS.dt_min_reached._value): "dt_min_reached",
+    101: "delay grid too short (raise max_intervals of the DelaySystem)",
 }
 
 
@@ -79,12 +80,13 @@ class Solution(eqx.Module):
     @property
     def ok(self) -> Any:
         """True when the solve reached the end time (a traced bool inside transforms)."""
-        ok = self.result == diffrax.RESULTS.successful._value
-        ok = ok & jnp.all(jnp.isfinite(self.y_reached))
-        try:
-            return bool(ok)
-        except jax.errors.ConcretizationTypeError:
-            return ok
+        success = diffrax.RESULTS.successful._value
+        if isinstance(self.result, jax.core.Tracer) or isinstance(self.y_reached, jax.core.Tracer):
+            return (self.result == success) & jnp.all(jnp.isfinite(self.y_reached))
+        # concrete: numpy, so that checking a result dispatches no JAX work
+        return bool(np.asarray(self.result) == int(success)) and bool(
+            np.all(np.isfinite(np.asarray(self.y_reached)))
+        )
 
     @property
     def message(self) -> str:

@@ -55,6 +55,7 @@ def method_object(method: Any) -> GradientMethod | str:
 
 def methods():
     """The capability table of every gradient method (what `method=` accepts)."""
+    from .. import _delay_adjoint  # noqa: F401  (registers "delay-adjoint")
     from .table import MethodRow, MethodTable
 
     return MethodTable([MethodRow(name, cls.capabilities) for name, cls in METHODS.items()])

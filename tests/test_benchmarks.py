@@ -1,0 +1,34 @@
+"""A short smoke run of the benchmark suite: it runs, and reports measured ratios."""
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent.parent / "benchmarks"
+
+
+def test_every_benchmark_module_has_a_run_function():
+    sys.path.insert(0, str(BENCH))
+    try:
+        runner = importlib.import_module("run")
+        for name in runner.SUITE:
+            if name == "bench_torch" or not (BENCH / f"{name}.py").exists():
+                continue
+            module = importlib.import_module(name)
+            assert callable(module.run), name
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.mark.slow
+def test_quick_run_writes_a_report(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    subprocess.run([sys.executable, str(BENCH / "run.py"), "--quick", "--only",
+                    "bench_solve,bench_scipy", "--output", str(out)], check=True, timeout=900)
+    text = out.read_text()
+    assert "## bench_solve" in text and "## bench_scipy" in text
+    assert "solve overhead vs diffrax" in text and "cold vs warm" in text
+    assert "Traceback" not in text
