@@ -77,6 +77,7 @@ _LAZY = {
     "bilevel": ("._bilevel", None),
     "DelaySystem": ("._delay", "DelaySystem"),
     "explore": (".ui", "explore"),
+    "Objective": (".ui.objective", "Objective"),
 }
 
 
@@ -94,3 +95,13 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(list(globals()) + list(_LAZY))
+
+
+def _jupyter_labextension_paths():
+    """Where JupyterLab finds odelab's prebuilt extension (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "odelab"}]
+
+
+from . import _lab as _lab  # noqa: E402
+
+_lab.activate()  # inside a Jupyter kernel: open the comm the JupyterLab extension talks to

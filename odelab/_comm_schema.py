@@ -1,9 +1,10 @@
-"""The messages the JupyterLab extension may send to the kernel over the "odelab" comm, and their check.
+"""The messages the JupyterLab extension may send over the "odelab" comm, and their check.
 
 Every request is a small JSON object with a ``type`` and, depending on the type, an item ``id`` or
-``settings``; an optional integer ``seq`` is echoed back so the front end can match replies. Anything
-else (unknown type, missing or extra keys, a malformed id, an oversized payload) is rejected with a
-:class:`CommMessageError` whose message says what was wrong. Nothing received is ever executed.
+``settings``; an optional integer ``seq`` is echoed back so the front end can match replies.
+Anything else (unknown type, missing or extra keys, a malformed id, an oversized payload) is
+rejected with a :class:`CommMessageError` whose message says what was wrong. Nothing received
+is ever executed.
 
 Replies from the kernel have the types listed in :data:`REPLY_TYPES`; the front end checks them with
 the mirror of this module (``extension/src/protocol.ts``).

@@ -236,9 +236,9 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool | str):
         return _clip(value, _MAX_TEXT_LENGTH) if isinstance(value, str) else value
     if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return int(value)
+    if isinstance(value, float):  # float() also turns numpy.float64 into a plain float
+        return float(value) if math.isfinite(value) else None
     if depth > 3:
         return _clip(repr(value), _MAX_TEXT_LENGTH)
     if isinstance(value, Mapping):
@@ -248,7 +248,10 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
     # numpy / JAX scalars and small arrays expose .item() / .tolist() without importing them here.
     if getattr(value, "shape", None) == () and hasattr(value, "item"):
         return _jsonable(value.item(), depth + 1)
-    if hasattr(value, "tolist") and getattr(value, "size", _MAX_LIST_LENGTH + 1) <= _MAX_LIST_LENGTH:
+    if (
+        hasattr(value, "tolist")
+        and getattr(value, "size", _MAX_LIST_LENGTH + 1) <= _MAX_LIST_LENGTH
+    ):
         return _jsonable(value.tolist(), depth + 1)
     return _clip(str(value), _MAX_TEXT_LENGTH)
 

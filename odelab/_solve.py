@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _context
+from . import _context, _lab, _registry
 from ._errors import InputError, MethodError, OdelabError, SolveError
 from ._solution import Solution
 from ._solvers import DEFAULT_EXPLICIT, DEFAULT_STIFF, solver_spec
@@ -469,7 +469,7 @@ def solve(
             f"`system` must be an odelab System (ol.System(...), @ol.system, "
             f"ol.System.from_equations or ol.gallery.*); got {type(system).__name__}."
         )
-    defaults = _context.current()
+    defaults = _lab_defaults_under(_context.current())
     y0 = system.y0 if y0 is None else system.check_y0(y0)
     params = _as_params(system.merge_params(params))
     _check_params_finite(params)
@@ -532,25 +532,50 @@ def solve(
     traced = not _concrete(inputs)
     start = time.perf_counter()
     before = COMPILATIONS.traces
+    new_program = not traced and config not in _SEEN_CONFIGS
+    if new_program:
+        _lab.set_compiling(True)  # the status bar in JupyterLab shows it
     try:
         sol = _compiled(config, inputs)
     except OdelabError:
         raise
     except Exception as err:
         raise _translate(err, config) from err
+    finally:
+        if new_program:
+            _lab.set_compiling(False)
     if traced:
         _context.record(sol.result, sol.t_reached)
         return sol
+    _SEEN_CONFIGS.add(config)
     sol = jax.block_until_ready(sol)
     elapsed = time.perf_counter() - start
-    if COMPILATIONS.traces > before:
+    compiled = COMPILATIONS.traces > before
+    if compiled:
         COMPILATIONS.compile_seconds += elapsed
+    _registry.update(system, last_solver=spec.name, last_method=method.name,
+                     **({"compile_time_s": elapsed} if compiled else {"run_time_s": elapsed}),
+                     n_compiles=COMPILATIONS.traces)
     if not sol.ok:
         sol = dataclasses.replace(sol, failure_hint=explain_failure(system, sol, params, rtol, (t0, t1)))
     _context.notify_solve(system, y0, params, (t0, t1), spec.name, sol)
     if not sol.ok and throw:
         raise SolveError(sol.failure_hint)
     return sol
+
+
+_SEEN_CONFIGS: set = set()
+
+
+def _lab_defaults_under(defaults: _context.SolveDefaults) -> _context.SolveDefaults:
+    """The JupyterLab settings (solver, method, rtol, atol) fill what the context leaves open."""
+    lab = _lab.lab_defaults()
+    if not lab:
+        return defaults
+    return dataclasses.replace(defaults, **{
+        k: lab[k] for k in ("solver", "method", "rtol", "atol")
+        if k in lab and getattr(defaults, k) is None
+    })
 
 
 def _translate(err: Exception, config: SolveConfig) -> Exception:

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _registry
 from ._errors import InputError, VectorFieldError, closest
 
 VectorField = Callable[[Any, jax.Array, Any], jax.Array]
@@ -179,6 +180,9 @@ class System:
         self.param_info = self._build_param_info(param_info or {})
         self.data = None if data is None else self._check_data(data)
         self._check_vector_field()
+        _registry.track(self, "system", self.name, states=list(self.states),
+                        params={k: float(self.params[k]) for k in self.param_names}
+                        if self.param_names else type(self.params).__name__)
 
     # -- parameters ---------------------------------------------------------------------------
     @staticmethod

@@ -11,8 +11,13 @@ export PANEL_INLINE=1
 export ODELAB_CACHE_DIR="${ODELAB_CACHE_DIR:-$(mktemp -d)/jax-cache}"
 start=$(date +%s)
 set +e
-python -m pytest -ra --durations=25 "$@"
-status=$?
+status=0
+if [ $# -eq 0 ]; then
+  echo "[odelab test] front-end unit tests (node)"
+  (cd extension && jlpm test) || status=1
+fi
+echo "[odelab test] python tests"
+python -m pytest -ra --durations=30 -n "${ODELAB_TEST_WORKERS:-2}" "$@" || status=1
 set -e
 echo "test suite took $(( $(date +%s) - start )) s"
 exit $status

@@ -1,12 +1,14 @@
 // Copy the tutorial notebooks (../../notebooks/*.ipynb) into the built extension's static folder
 // with an index.json of {file, title}, so the launcher can list them and copy one on demand.
+// Usage: node scripts/collect-tutorials.mjs [notebooks-folder] [target-folder]
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const source = join(here, '..', '..', 'notebooks');
-const target = join(here, '..', '..', 'odelab', 'labextension', 'static', 'tutorials');
+const source = process.argv[2] ?? join(here, '..', '..', 'notebooks');
+const target =
+  process.argv[3] ?? join(here, '..', '..', 'odelab', 'labextension', 'static', 'tutorials');
 const FILE_NAME = /^[A-Za-z0-9_.-]{1,128}\.ipynb$/;
 
 function titleOf(notebook, file) {
@@ -31,6 +33,13 @@ mkdirSync(target, { recursive: true });
 const index = files.map(file => {
   const text = readFileSync(join(source, file), 'utf8');
   const notebook = JSON.parse(text);
+  // Open with the Python kernel without asking, as the tutorials are Python notebooks.
+  notebook.metadata = notebook.metadata ?? {};
+  notebook.metadata.kernelspec = notebook.metadata.kernelspec ?? {
+    name: 'python3',
+    display_name: 'Python 3 (ipykernel)',
+    language: 'python'
+  };
   // Ship clean copies: outputs belong to the user's run, not to the package.
   for (const cell of notebook.cells ?? []) {
     if (cell.cell_type === 'code') {

@@ -50,7 +50,7 @@ export function addCommands(
         Notification.warning('odelab: no such system in the current notebook kernel.');
         return;
       }
-      model.current?.openExplorer(target.id);
+      model.request('open_explorer', target.id);
     }
   });
 
@@ -64,7 +64,7 @@ export function addCommands(
         Notification.warning('odelab: no objective to check in the current notebook kernel.');
         return;
       }
-      model.current?.checkGradient(target.id);
+      model.request('check_gradient', target.id);
     }
   });
 

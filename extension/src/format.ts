@@ -4,16 +4,22 @@
  */
 import type { IEnvironmentStatus, IItem } from './protocol';
 
-/** "0.012 s" / "12 ms" / "3.4 min": durations readable at a glance. */
+/** Three significant digits without trailing zeros after the point: 2.50 -> "2.5", 500 -> "500". */
+function significant(value: number): string {
+  const text = value.toPrecision(3);
+  return text.includes('.') && !text.includes('e') ? text.replace(/\.?0+$/, '') : text;
+}
+
+/** "12 ms" / "2.5 s" / "3.4 min": durations readable at a glance. */
 export function formatSeconds(seconds: number | null): string {
   if (seconds === null || !Number.isFinite(seconds) || seconds < 0) {
     return '–';
   }
   if (seconds < 1) {
-    return `${(seconds * 1000).toPrecision(3).replace(/\.?0+$/, '')} ms`;
+    return `${significant(seconds * 1000)} ms`;
   }
   if (seconds < 120) {
-    return `${seconds.toPrecision(3).replace(/\.?0+$/, '')} s`;
+    return `${significant(seconds)} s`;
   }
   return `${(seconds / 60).toFixed(1)} min`;
 }

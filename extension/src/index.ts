@@ -46,8 +46,13 @@ const core: JupyterFrontEndPlugin<OdelabModel> = {
   ): OdelabModel => {
     const model = new OdelabModel(tracker);
     const tabs = new DisplayTabs(app);
+    model.actionStarted.connect((_, action) => tabs.started(action));
     model.displayRequested.connect((_, request) => tabs.show(request));
-    model.errorReceived.connect((_, message) => Notification.error(`odelab: ${message}`));
+    model.errorReceived.connect((_, error) => {
+      if (!tabs.fail(error.seq, error.message)) {
+        Notification.error(`odelab: ${error.message}`);
+      }
+    });
     if (settings) {
       settings
         .load(core.id)

@@ -15,16 +15,39 @@ import {
   IItem,
   IRequest,
   ISolverDefaults,
+  ItemAction,
   Reply
 } from './protocol';
 
-/** A tab's worth of outputs the kernel asked to show (explorer, gradient report). */
-export interface IDisplayRequest {
+/** An action on an item that was sent to a kernel; its answer comes later. */
+export interface IActionStarted {
+  action: ItemAction;
   id: string;
   title: string;
+  seq: number;
+  rendermime: IRenderMimeRegistry;
+}
+
+/** A tab's worth of outputs the kernel asked to show (explorer, gradient report). */
+export interface IDisplayRequest {
+  action: ItemAction;
+  id: string;
+  title: string;
+  seq: number | null;
   outputs: Extract<Reply, { type: 'display' }>['outputs'];
   rendermime: IRenderMimeRegistry;
 }
+
+/** An error reported by the kernel, with the sequence number of the request it answers. */
+export interface IKernelError {
+  message: string;
+  seq: number | null;
+}
+
+const ACTION_TITLES: { [action in ItemAction]: string } = {
+  open_explorer: 'Explorer',
+  check_gradient: 'Gradient check'
+};
 
 /**
  * The odelab side of one kernel: its items, its environment status, and the actions on items.
@@ -55,9 +78,9 @@ export class KernelBridge {
     return this._defaults;
   }
 
-  /** Whether odelab answers in this kernel. */
+  /** Whether odelab answers in this kernel (a comm is open and the kernel has replied). */
   get connected(): boolean {
-    return this._comm !== null;
+    return this._comm !== null && this._status !== null;
   }
 
   get changed(): ISignal<this, void> {
@@ -68,7 +91,7 @@ export class KernelBridge {
     return this._displayRequested;
   }
 
-  get errorReceived(): ISignal<this, string> {
+  get errorReceived(): ISignal<this, IKernelError> {
     return this._errorReceived;
   }
 
@@ -76,12 +99,15 @@ export class KernelBridge {
     return this._disposed;
   }
 
-  openExplorer(id: string): void {
-    this._send(actionRequest('open_explorer', id));
-  }
-
-  checkGradient(id: string): void {
-    this._send(actionRequest('check_gradient', id));
+  /** Ask the kernel to run an action on an item; null when odelab is not connected. */
+  request(action: ItemAction, id: string): IActionStarted | null {
+    const seq = this._send(actionRequest(action, id));
+    if (seq === null) {
+      return null;
+    }
+    const name = this._items.find(item => item.id === id)?.name ?? id;
+    const title = `${ACTION_TITLES[action]}: ${name}`;
+    return { action, id, title, seq, rendermime: this.rendermime };
   }
 
   /** Send solver defaults now and again whenever the kernel (re)connects. */
@@ -140,10 +166,14 @@ export class KernelBridge {
     };
   }
 
-  private _send(request: IRequest): void {
-    if (this._comm && !this._comm.isDisposed) {
-      this._comm.send({ ...request, seq: this._seq++ } as any);
+  /** Send a request; returns its sequence number, or null when there is no comm. */
+  private _send(request: IRequest): number | null {
+    if (!this._comm || this._comm.isDisposed) {
+      return null;
     }
+    const seq = this._seq++;
+    this._comm.send({ ...request, seq } as any);
+    return seq;
   }
 
   private _onMessage(data: unknown): void {
@@ -171,14 +201,16 @@ export class KernelBridge {
         break;
       case 'display':
         this._displayRequested.emit({
+          action: reply.action,
           id: reply.id,
           title: reply.title,
+          seq: reply.seq,
           outputs: reply.outputs,
           rendermime: this.rendermime
         });
         break;
       case 'error':
-        this._errorReceived.emit(reply.message);
+        this._errorReceived.emit({ message: reply.message, seq: reply.seq });
         break;
     }
   }
@@ -202,7 +234,7 @@ export class KernelBridge {
   private _disposed = false;
   private _changed = new Signal<this, void>(this);
   private _displayRequested = new Signal<this, IDisplayRequest>(this);
-  private _errorReceived = new Signal<this, string>(this);
+  private _errorReceived = new Signal<this, IKernelError>(this);
 }
 
 /**
@@ -232,8 +264,22 @@ export class OdelabModel {
     return this._displayRequested;
   }
 
-  get errorReceived(): ISignal<this, string> {
+  get errorReceived(): ISignal<this, IKernelError> {
     return this._errorReceived;
+  }
+
+  /** Emitted when an action was sent, so a view can show that work is under way. */
+  get actionStarted(): ISignal<this, IActionStarted> {
+    return this._actionStarted;
+  }
+
+  /** Run an action on an item of the current notebook's kernel. */
+  request(action: ItemAction, id: string): IActionStarted | null {
+    const started = this.current?.request(action, id) ?? null;
+    if (started) {
+      this._actionStarted.emit(started);
+    }
+    return started;
   }
 
   /** Send these settings to every connected kernel now and to kernels connecting later. */
@@ -269,7 +315,7 @@ export class OdelabModel {
     const bridge = new KernelBridge(kernel, rendermime);
     bridge.changed.connect(() => this._changed.emit());
     bridge.displayRequested.connect((_, request) => this._displayRequested.emit(request));
-    bridge.errorReceived.connect((_, message) => this._errorReceived.emit(message));
+    bridge.errorReceived.connect((_, error) => this._errorReceived.emit(error));
     if (this._settings) {
       bridge.applySettings(this._settings);
     }
@@ -286,5 +332,6 @@ export class OdelabModel {
   private _settings: IRequest | null = null;
   private _changed = new Signal<this, void>(this);
   private _displayRequested = new Signal<this, IDisplayRequest>(this);
-  private _errorReceived = new Signal<this, string>(this);
+  private _errorReceived = new Signal<this, IKernelError>(this);
+  private _actionStarted = new Signal<this, IActionStarted>(this);
 }

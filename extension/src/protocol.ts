@@ -26,6 +26,10 @@ const MAX_TEXT = 2000;
 
 export type ItemKind = (typeof ITEM_KINDS)[number];
 
+/** The actions the kernel performs on one item, each answered by a "display" reply. */
+export const ITEM_ACTIONS = ['open_explorer', 'check_gradient'] as const;
+export type ItemAction = (typeof ITEM_ACTIONS)[number];
+
 /** One live object of the kernel, as listed in the sidebar. */
 export interface IItem {
   id: string;
@@ -74,6 +78,7 @@ export type Reply =
   | {
       type: 'display';
       seq: number | null;
+      action: ItemAction;
       id: string;
       title: string;
       outputs: IDisplayOutput[];
@@ -241,6 +246,10 @@ export function checkReply(data: unknown): Checked {
       if (!isItemId(data.id) || !Array.isArray(data.outputs)) {
         return { ok: false, error: '"display" needs an item id and a list of outputs' };
       }
+      const action = data.action;
+      if (typeof action !== 'string' || !(ITEM_ACTIONS as readonly string[]).includes(action)) {
+        return { ok: false, error: '"display" needs the action it answers' };
+      }
       if (data.outputs.length > MAX_OUTPUTS) {
         return { ok: false, error: `"display" carries at most ${MAX_OUTPUTS} outputs` };
       }
@@ -251,7 +260,14 @@ export function checkReply(data: unknown): Checked {
       const title = text(data.title, 120) ?? data.id;
       return {
         ok: true,
-        reply: { type: 'display', seq, id: data.id, title, outputs: outputs as IDisplayOutput[] }
+        reply: {
+          type: 'display',
+          seq,
+          action: action as ItemAction,
+          id: data.id,
+          title,
+          outputs: outputs as IDisplayOutput[]
+        }
       };
     }
     case 'error': {
@@ -287,7 +303,7 @@ export function settingsRequest(raw: { [key: string]: unknown }): IRequest {
 }
 
 /** Build an action request on one item; throws on an id that could not have come from the kernel. */
-export function actionRequest(type: 'open_explorer' | 'check_gradient', id: string): IRequest {
+export function actionRequest(type: ItemAction, id: string): IRequest {
   if (!isItemId(id)) {
     throw new Error(`odelab: ${JSON.stringify(id)} is not an item id`);
   }

@@ -1,0 +1,71 @@
+"""binder/ builds a working JupyterLab with odelab and its extension (what mybinder.org launches).
+
+The environment is built once per session from binder/ alone (binder_env.py); test_notebooks.py
+runs every tutorial in it.
+"""
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import binder_env
+import pytest
+import yaml
+
+REPO = binder_env.REPO
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def binder(tmp_path_factory):
+    return binder_env.session_env(tmp_path_factory)
+
+
+def _run(binder, *argv: str) -> str:
+    done = subprocess.run(argv, env=binder.environ(), cwd=binder.source, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def test_environment_asks_conda_for_python_and_a_new_enough_node():
+    # On mybinder.org conda supplies these two; pip cannot build the extension without node >= 20.
+    spec = yaml.safe_load((REPO / "binder" / "environment.yml").read_text())
+    deps = [d for d in spec["dependencies"] if isinstance(d, str)]
+    assert "python=3.11" in deps
+    assert "nodejs>=20" in deps
+    assert "conda-forge" in spec["channels"]
+    # The machine building the test environment must satisfy the same constraint.
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+    assert int(node.stdout.strip().lstrip("v").split(".")[0]) >= 20
+
+
+def test_the_build_installs_odelab_from_the_copy_not_the_checkout(binder):
+    where = _run(binder, str(binder.python), "-c", "import odelab; print(odelab.__file__)")
+    assert str(binder.prefix) in where and str(REPO / "odelab") not in where
+
+
+def test_the_extension_is_installed_and_enabled(binder):
+    listing = _run(binder, str(binder.bin / "jupyter"), "labextension", "list")
+    assert re.search(rf"odelab v{re.escape(VERSION)} enabled\s+OK", listing), listing
+    static = binder.prefix / "share" / "jupyter" / "labextensions" / "odelab" / "static"
+    assert any(static.glob("remoteEntry.*.js")), "the extension was not built into the wheel"
+
+
+def test_lab_settings_silence_news_and_update_checks(binder):
+    overrides = binder.prefix / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    notification = json.loads(overrides.read_text())["@jupyterlab/apputils-extension:notification"]
+    assert notification == {"fetchNews": "false", "checkForUpdates": False}
+    config = _run(binder, str(binder.bin / "jupyter"), "lab", "--show-config")
+    assert "NeverCheckForUpdate" in config, config
+
+
+def test_start_exports_panel_inline(binder):
+    out = _run(binder, "bash", str(Path("binder") / "start"), str(binder.python), "-c",
+               "import os; print(os.environ['PANEL_INLINE'])")
+    assert out.strip() == "1"
+
