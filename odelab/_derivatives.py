@@ -310,6 +310,12 @@ def _fd_settings(obj: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # finite differences of the whole objective
 # --------------------------------------------------------------------------------------------
+def _central(f: Callable, x: Any, direction: Any, h: Any, richardson: bool) -> Any:
+    """The central difference of f along `direction` (Richardson-extrapolated: error O(h⁴))."""
+    d = lambda hh: (f(x + hh * direction) - f(x - hh * direction)) / (2 * hh)
+    return (4 * d(h / 2) - d(h)) / 3 if richardson else d(h)
+
+
 def _fd_gradient(call: Callable, diff: Any, rtol: Any, atol: Any, step: Any, richardson: bool):
     """Central differences (Richardson-extrapolated) of a scalar objective, all directions vmapped."""
     flat, unravel = ravel_pytree(diff)
@@ -412,17 +418,18 @@ def _jac_builder(call: Callable, key: _Key) -> Callable:
 
     def finite(diff, rtol, atol):
         value, d, unravel, codes = _fd_gradient(call, diff, rtol, atol, *key.fd)
-        return (value, d), codes
+        # the structure of params, each leaf of shape fun's shape + the leaf's shape
+        rows = jax.vmap(unravel)(jnp.reshape(d, (-1, d.shape[-1])))
+        jac = jax.tree_util.tree_map(
+            lambda leaf: jnp.reshape(leaf, np.shape(value) + leaf.shape[1:]), rows)
+        return (value, jac), codes
 
     return eqx.filter_jit(finite if _is_fd(key) else jac)
 
 
 def jacobian(fun: Callable, params: Any, method: Any = "auto", *, solver: Any = None,
              rtol: Any = None, atol: Any = None):
-    """∂fun/∂params for an array-valued `fun` (leaves have shape fun's shape + leaf shape).
-
-    For method="finite-difference" the result is an array of shape fun's shape + (n_params,).
-    """
+    """∂fun/∂params for an array-valued `fun` (leaves have shape fun's shape + leaf shape)."""
     (value, jac), static = _run("jacobian", fun, params, method, solver, rtol, atol, False,
                                 _jac_builder)
     return jac
@@ -526,7 +533,7 @@ def _hvp_builder(call: Callable, key: _Key) -> Callable:
         noise = jnp.maximum(rtol if rtol is not None else DEFAULT_RTOL, jnp.finfo(flat.dtype).eps)
         h = noise ** (1 / 5) * jnp.maximum(1.0, jnp.linalg.norm(flat)) / jnp.maximum(
             jnp.linalg.norm(flat_v), 1e-300)
-        hv = (grad(flat + h * flat_v) - grad(flat - h * flat_v)) / (2 * h)
+        hv = _central(lambda x: grad(x), flat, flat_v, h, key.fd[1])
         return unravel(hv), []
 
     return eqx.filter_jit(finite if _is_fd(key) else hvp_)
@@ -557,8 +564,7 @@ def _hessian_builder(call: Callable, key: _Key) -> Callable:
         noise = jnp.maximum(rtol if rtol is not None else DEFAULT_RTOL, jnp.finfo(flat.dtype).eps)
         h = noise ** (1 / 5) * jnp.maximum(1.0, jnp.abs(flat))
         eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
-        rows = jax.vmap(lambda e, hh: (grad(flat + hh * e) - grad(flat - hh * e)) / (2 * hh))(
-            eye, h)
+        rows = jax.vmap(lambda e, hh: _central(grad, flat, e, hh, key.fd[1]))(eye, h)
         return 0.5 * (rows + rows.T), []
 
     return eqx.filter_jit(finite if _is_fd(key) else hess)

@@ -20,6 +20,8 @@ REQUIRED = {
     "hires", "neural_ode", "hamiltonian_network", "harmonic_oscillator", "exponential_decay",
 }  # fmt: skip
 STIFF = {"robertson", "oregonator", "hires", "van_der_pol_stiff"}
+# the 13-state bursting neuron is compared with scipy's DOP853 in tests/test_check.py
+CHECKED_ELSEWHERE = {"bursting_neuron"}
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +186,7 @@ def sample_states(system, count=5, seed=0):
 def test_the_gallery_lists_every_required_system():
     assert REQUIRED <= set(gallery.GALLERY)
     assert gallery.names() == sorted(gallery.GALLERY)
-    assert set(REFERENCES) == set(gallery.GALLERY)  # every system has a reference below
+    assert set(REFERENCES) == set(gallery.GALLERY) - CHECKED_ELSEWHERE  # a reference below
     for name, build in gallery.GALLERY.items():
         assert getattr(gallery, name) is build
 
@@ -209,7 +211,7 @@ def test_classic_systems_cite_their_source(systems, name):
     assert re.search(r"\b(1[89]\d\d|20\d\d)\b", systems[name].description), name
 
 
-@pytest.mark.parametrize("name", sorted(gallery.GALLERY))
+@pytest.mark.parametrize("name", sorted(set(gallery.GALLERY) - CHECKED_ELSEWHERE))
 def test_vector_field_matches_numpy_reference(systems, name):
     system = systems[name]
     reference = REFERENCES[name]

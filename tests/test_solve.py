@@ -186,11 +186,13 @@ def test_solving_in_two_pieces_equals_one_solve(split):
     assert rel_err(second, whole) < 1e-7
 
 
+ROTATION = ol.System(lambda t, y, p: p["A"] @ y, states=2,
+                     params=dict(A=np.array([[-0.5, 1.0], [-1.0, -0.5]])), y0=[1.0, 2.0],
+                     t_span=(0.0, 2.0), name="rotation")
+
+
 @given(scale=st.floats(0.1, 10.0))
 def test_linear_system_scales_linearly_with_y0(scale):
-    a = np.array([[-0.5, 1.0], [-1.0, -0.5]])
-    sys = ol.System(lambda t, y, p: p["A"] @ y, states=2, params=dict(A=a), y0=[1.0, 2.0],
-                    t_span=(0.0, 2.0))
-    base = ol.solve(sys, rtol=1e-11, atol=1e-13, saveat=2).ys[-1]
-    scaled = ol.solve(sys, y0=[scale, 2 * scale], rtol=1e-11, atol=1e-13, saveat=2).ys[-1]
+    base = ol.solve(ROTATION, rtol=1e-11, atol=1e-13, saveat=2).ys[-1]
+    scaled = ol.solve(ROTATION, y0=[scale, 2 * scale], rtol=1e-11, atol=1e-13, saveat=2).ys[-1]
     assert rel_err(scaled, scale * np.asarray(base)) < 1e-8

@@ -20,7 +20,7 @@ class FiniteDifference(GradientMethod):
         reverse=False,
         forward=True,
         second_order=("differences of gradients",),
-        nested=False,
+        nested=True,  # it only evaluates fun: gradients inside fun run as they would alone
         exact=False,
         memory="O(1)",
         cost="2–4 objective evaluations per parameter",
