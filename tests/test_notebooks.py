@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 BUDGET_SECONDS = 120  # the promise: each tutorial runs in under 2 minutes on a 2-core CPU
-SLACK = 1.5  # the suite's other work shares the machine
+SLACK = 2.0  # the suite runs two workers side by side on the 2 cores
 
 
 @pytest.fixture(scope="module")
