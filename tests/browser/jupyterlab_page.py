@@ -16,6 +16,8 @@ def open_lab(page, server) -> None:
     page.wait_for_function(APP_READY)
     page.evaluate("() => window.jupyterapp.started")
     page.wait_for_selector("#jp-main-dock-panel")
+    # the splash screen fades out after start-up and swallows clicks until it is gone
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=120_000)
 
 
 def new_notebook(page) -> str:
