@@ -3,14 +3,18 @@
 Both sides integrate y' = MLP(y), an MLP 2→64→64→2 with tanh, with the SAME weights (copied from
 the equinox MLP into torch), Dormand–Prince 5(4) ("dopri5"), rtol 1e-6, atol 1e-8, float64, on the
 CPU, over t in [0, 1] with 100 save points. The loss is the mean squared trajectory. Cases: one
-trajectory, and a batch of 256 initial states (odelab: `ol.solve` under `jax.vmap`, each member
-with its own steps; torchdiffeq: one batched state, so the whole batch shares its steps).
+trajectory, and a batch of 256 initial states. torchdiffeq integrates a batch as one state whose
+members share their steps; odelab is timed both ways: "vmap" (`ol.solve` vmapped over y0, each
+member with its own steps and its own adjoint) and "one state" (the batch stacked into one state
+of 512 components, as torchdiffeq does).
 
 Rows: forward solve and gradient times (medians over repeats after a warm-up, the sides
 alternating so machine load hits both alike), odelab / torchdiffeq ratios (below 1: odelab is
 faster) against `odeint` (backpropagation through the solver) and `odeint_adjoint` (the
 continuous adjoint), and the largest difference between the two sides' trajectories and
-gradients. Needs `pip install torch==2.13.0 torchdiffeq` (the `bench` extra).
+gradients. With these weights the field is smooth (a handful of steps over [0, 1]), so the times
+are mostly each library's per-step and per-call overhead. `quick` uses a batch of 32 and 3
+repeats. Needs `pip install torch==2.13.0 torchdiffeq` (the `bench` extra).
 
     python benchmarks/bench_torch.py --quick
 """
@@ -63,15 +67,21 @@ class TorchField(torch.nn.Module):
         return self.net(y)
 
 
-def _alternate(fns: dict, repeats: int) -> dict:
-    for fn in fns.values():
-        fn()  # warm-up: JAX traces and compiles; torch allocates
+def _alternate(fns: dict, repeats: int, budget: float) -> dict:
+    """Median seconds of each function, called in turns (every function already ran once).
+
+    Rounds stop after `repeats`, or once `budget` seconds have gone and 3 rounds are done: the
+    slowest calls here take half a minute each.
+    """
     times = {k: [] for k in fns}
-    for _ in range(repeats):
+    start = time.perf_counter()
+    for done in range(1, repeats + 1):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            t0 = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(time.perf_counter() - t0)
+        if done >= 3 and time.perf_counter() - start > budget:
+            break
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -79,31 +89,51 @@ def _leaves(mlp) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(mlp, eqx.is_array))]
 
 
-def _odelab_side(system, batched: bool):
-    """Jitted forward and gradient functions of (mlp, y0) for one case."""
+def _odelab_trajectories(system, how: str, batch: int):
+    """ys as a function of (mlp, y0): ys (time, state), or (batch, time, state) for batches.
 
-    def trajectory(p, y0):
-        return ol.solve(system, y0=y0, params=p, **SOLVE).ys
+    how: "single"; "vmap" (each member its own solve and steps); "one state" (the batch stacked
+    into one state of 2 * batch components, sharing steps as torchdiffeq does).
+    """
+    if how == "single":
+        return lambda p, y0: ol.solve(system, y0=y0, params=p, **SOLVE).ys
+    if how == "vmap":
+        # odelab's vmap that hands the solves' statuses on to ol.gradient (a bare jax.vmap of
+        # ol.solve inside ol.gradient leaks a tracer today)
+        return lambda p, y0s: vmap_solves(
+            lambda y0: ol.solve(system, y0=y0, params=p, **SOLVE).ys, y0s)
+    stacked = ol.System(
+        lambda t, y, p: jax.vmap(p)(y.reshape(batch, 2)).reshape(-1),
+        states=tuple(f"{s}{i}" for i in range(batch) for s in system.states),
+        params=system.params, y0=np.zeros(2 * batch), t_span=system.t_span, name="batched",
+    )
 
-    if batched:
-        one = trajectory
+    def trajectory(p, y0s):
+        ys = ol.solve(stacked, y0=y0s.reshape(-1), params=p, **SOLVE).ys
+        return jnp.moveaxis(ys.reshape(N_SAVE, batch, 2), 0, 1)
 
-        def trajectory(p, y0s):
-            # jax.vmap that hands the solves' statuses on to ol.gradient (a bare jax.vmap of
-            # ol.solve inside ol.gradient leaks a tracer today)
-            return vmap_solves(lambda y0: one(p, y0), y0s)
+    return trajectory
+
+
+def _odelab_side(system, how: str, batch: int) -> dict:
+    """Jitted functions of (mlp, y0): "forward" (the trajectories) and the loss's gradient by
+    odelab's default method ("auto") and by the continuous adjoint ("backsolve")."""
+    trajectory = _odelab_trajectories(system, how, batch)
 
     def loss(p, y0):
         return jnp.mean(trajectory(p, y0) ** 2)
 
-    forward = eqx.filter_jit(trajectory)
-    gradients = {m: eqx.filter_jit(lambda p, y0, m=m: ol.gradient(lambda q: loss(q, y0), p, m))
-                 for m in ("auto", "backsolve")}
-    steps = eqx.filter_jit(
-        lambda p, y0: jnp.max(jax.vmap(lambda y: ol.solve(system, y0=y, params=p, **SOLVE)
-                                       .num_steps)(jnp.atleast_2d(y0)))
-    )
-    return forward, gradients, steps
+    fns = {"forward": eqx.filter_jit(trajectory)}
+    for m in ("auto", "backsolve"):
+        fns[m] = eqx.filter_jit(lambda p, y0, m=m: ol.gradient(lambda q: loss(q, y0), p, m))
+    return fns
+
+
+def _odelab_steps(system, mlp, y0s) -> int:
+    """The most steps any member takes when solved alone."""
+    steps = eqx.filter_jit(jax.vmap(
+        lambda y0: ol.solve(system, y0=y0, params=mlp, **SOLVE).num_steps))
+    return int(jnp.max(steps(jnp.atleast_2d(y0s))))
 
 
 def _torch_side(field: TorchField, ts: torch.Tensor):
@@ -121,75 +151,96 @@ def _torch_side(field: TorchField, ts: torch.Tensor):
     return forward, gradient
 
 
-def _case(name: str, system, mlp, y0: np.ndarray, field: TorchField, repeats: int) -> list[dict]:
-    batched = y0.ndim == 2
+def _max_relative(ours: list, theirs: list) -> float:
+    scale = max(float(np.max(np.abs(b))) for b in theirs)
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(ours, theirs, strict=True)) / scale
+
+
+def _case(name: str, system, mlp, y0: np.ndarray, field: TorchField, repeats: int,
+          budget: float) -> list[dict]:
+    batch = len(y0) if y0.ndim == 2 else 0
     ts = torch.linspace(0.0, 1.0, N_SAVE, dtype=torch.float64)
     y0_jax, y0_torch = jnp.asarray(y0), torch.from_numpy(y0)
-    ol_forward, ol_gradients, ol_steps = _odelab_side(system, batched)
+    sides = ["vmap", "one state"] if batch else ["single"]
+    odelab_fns = {}
+    for how in sides:
+        suffix = f" ({how})" if batch else ""
+        for what, fn in _odelab_side(system, how, batch).items():
+            odelab_fns[what + suffix] = (
+                lambda fn=fn: jax.block_until_ready(fn(mlp, y0_jax)))
     th_forward, th_gradient = _torch_side(field, ts)
-
-    # The two sides solve the same problem: compare trajectories (odelab's ys are (batch,) time,
-    # state; torchdiffeq's are time, (batch,) state) and gradients.
-    ys_ol = np.asarray(ol_forward(mlp, y0_jax))
-    ys_th = th_forward(y0_torch).numpy()
-    if batched:
-        ys_th = np.moveaxis(ys_th, 0, 1)
-    dy = float(np.max(np.abs(ys_ol - ys_th)))
-    field.evaluations = 0
-    th_forward(y0_torch)
-    torch_evals = field.evaluations
-    grad_ol = _leaves(ol_gradients["auto"](mlp, y0_jax))
-    grad_th = th_gradient(y0_torch, torchdiffeq.odeint)
-    grad_adj = th_gradient(y0_torch, torchdiffeq.odeint_adjoint)
-    scale = max(float(np.max(np.abs(g))) for g in grad_th)
-
-    def gdiff(grads):
-        return max(float(np.max(np.abs(a - b))) for a, b in zip(grads, grad_th)) / scale
-
-    dg, dg_adj = gdiff(grad_ol), gdiff(grad_adj)
-    if dy > AGREE or dg > AGREE:
-        raise RuntimeError(f"{name}: odelab and torchdiffeq disagree (trajectories by {dy:.2g}, "
-                           f"gradients by {dg:.2g} relative); the comparison would be unfair.")
-    steps = f"odelab {int(ol_steps(mlp, y0_jax))} steps, torchdiffeq {torch_evals} evaluations"
-
-    fwd = _alternate({"odelab": lambda: jax.block_until_ready(ol_forward(mlp, y0_jax)),
-                      "odeint": lambda: th_forward(y0_torch)}, repeats)
-    grad = _alternate({
-        "odelab auto": lambda: jax.block_until_ready(ol_gradients["auto"](mlp, y0_jax)),
-        "odelab backsolve": lambda: jax.block_until_ready(ol_gradients["backsolve"](mlp, y0_jax)),
+    torch_fns = {
+        "odeint forward": lambda: th_forward(y0_torch),
         "odeint": lambda: th_gradient(y0_torch, torchdiffeq.odeint),
         "odeint_adjoint": lambda: th_gradient(y0_torch, torchdiffeq.odeint_adjoint),
-    }, repeats)
+    }
 
-    def row(what, odelab_s, odeint_s, adjoint_s, diff, note):
-        return {"case": name, "what": what, "odelab s": odelab_s, "odeint s": odeint_s,
-                "odelab / odeint": odelab_s / odeint_s, "odeint_adjoint s": adjoint_s,
-                "odelab / odeint_adjoint": odelab_s / adjoint_s if adjoint_s else "",
-                "max difference": diff, "note": note}
+    # Warm-up, and a check that both sides solve the same problem. odelab's ys are
+    # ([batch,] time, state), torchdiffeq's (time, [batch,] state).
+    field.evaluations = 0
+    ys_th = torch_fns["odeint forward"]().numpy()
+    torch_evaluations = field.evaluations
+    if batch:
+        ys_th = np.moveaxis(ys_th, 0, 1)
+    grads_th = {k: torch_fns[k]() for k in ("odeint", "odeint_adjoint")}
+    pairs = [(ours + suffix, theirs, note)
+             for suffix in ([" (vmap)", " (one state)"] if batch else [""])
+             for (ours, theirs), note in zip(PAIRS, NOTES, strict=True)]
+    diff = {}
+    for ours, theirs, _ in pairs:
+        out = odelab_fns[ours]()
+        if theirs == "odeint forward":
+            diff[ours, theirs] = float(np.max(np.abs(np.asarray(out) - ys_th)))
+        else:
+            diff[ours, theirs] = _max_relative(_leaves(out), grads_th[theirs])
+    if max(diff.values()) > AGREE:
+        raise RuntimeError(f"{name}: odelab and torchdiffeq disagree ({diff}): they are not "
+                           "solving the same problem, so their times cannot be compared.")
 
-    return [
-        row("forward solve", fwd["odelab"], fwd["odeint"], "", dy,
-            f"max |y_odelab - y_torch|; {steps}"),
-        row("gradient (auto)", grad["odelab auto"], grad["odeint"], grad["odeint_adjoint"], dg,
-            "max |g_odelab - g_odeint| / max |g|; odeint_adjoint vs odeint: "
-            f"{dg_adj:.2g}"),
-        row("gradient (backsolve)", grad["odelab backsolve"], grad["odeint"],
-            grad["odeint_adjoint"], "", "continuous adjoint on both sides (vs odeint_adjoint)"),
-    ]
+    times = _alternate({**odelab_fns, **torch_fns}, repeats, budget)
+    rows = []
+    for ours, theirs, note in pairs:
+        rows.append({
+            "case": name, "odelab": ours, "odelab s": times[ours], "torchdiffeq": theirs,
+            "torchdiffeq s": times[theirs], "odelab / torchdiffeq": times[ours] / times[theirs],
+            "max difference": diff[ours, theirs], "note": note,
+        })
+    rows[0]["note"] += (f"; odelab {_odelab_steps(system, mlp, y0_jax)} steps (most for one "
+                        f"member), torchdiffeq {torch_evaluations} evaluations of the field")
+    return rows
+
+
+# (odelab, torchdiffeq) pairs compared, and what each row means.
+PAIRS = [("forward", "odeint forward"), ("auto", "odeint"), ("auto", "odeint_adjoint"),
+         ("backsolve", "odeint_adjoint")]
+NOTES = [
+    "solve only; difference: max |y_odelab - y_torch|",
+    "gradient; difference: max |g_odelab - g_torch| / max |g_torch|",
+    "gradient; odelab's default against torchdiffeq's memory-saving adjoint",
+    "gradient; a continuous adjoint on both sides",
+]
 
 
 def run(quick: bool = False) -> list[dict]:
-    repeats = 3 if quick else 15
+    """Rows of odelab vs torchdiffeq; quick: a batch of 32 and 3 repeats (under 2 minutes)."""
     system = ol.gallery.neural_ode(key=jax.random.key(0), width=64, depth=2)
     mlp = system.params
     field = TorchField(mlp)
+    batch = 32 if quick else BATCH
+    repeats, budget = (3, 0.0) if quick else (15, 120.0)
     rng = np.random.default_rng(0)
-    single = np.array([1.0, 0.0])
-    batch = rng.normal(size=(BATCH, 2))
-    rows = _case("1 trajectory", system, mlp, single, field, repeats)
-    rows += _case(f"batch of {BATCH}", system, mlp, batch, field, repeats)
-    for r in rows:
-        r["note"] += f"; torch threads {torch.get_num_threads()}"
+    threads = torch.get_num_threads()
+    # One thread: on 2 shared cores torch's OpenMP pool waits for a busy core at every small
+    # parallel op (batched gradients ran 10-80x slower, erratically); idle, one thread was as
+    # fast as two at these sizes.
+    torch.set_num_threads(1)
+    try:
+        rows = _case("1 trajectory", system, mlp, np.array([1.0, 0.0]), field, repeats, budget)
+        rows += _case(f"batch of {batch}", system, mlp, rng.normal(size=(batch, 2)), field,
+                      repeats, budget)
+    finally:
+        torch.set_num_threads(threads)
+    rows[0]["note"] += "; torch on 1 thread"
     return rows
 
 

@@ -49,11 +49,23 @@ def solve_defaults(**given: Any) -> Iterator[SolveDefaults]:
         _DEFAULTS.reset(token)
 
 
+def _current_trace() -> Any:
+    # JAX's current trace; values made under an inner transform (vmap, scan) belong to it
+    from jax._src import core
+
+    return core.trace_ctx.trace
+
+
 class StatusRecorder:
-    """Collects the result codes of the solves run while it is active (traced or concrete)."""
+    """Collects the result codes of the solves run while it is active (traced or concrete).
+
+    Only solves run at the recorder's own trace level are collected: a status computed inside
+    an inner `jax.vmap` or `lax.scan` cannot leave it (a failure there shows up as NaN instead).
+    """
 
     def __init__(self) -> None:
         self.entries: list[tuple[Any, Any]] = []  # (result code, time reached)
+        self.trace = _current_trace()
 
 
 _RECORDERS: contextvars.ContextVar[tuple[StatusRecorder, ...]] = contextvars.ContextVar(
@@ -75,7 +87,7 @@ def recording() -> Iterator[StatusRecorder]:
 def record(code: Any, t_reached: Any) -> None:
     """Note a traced solve's status with the innermost recorder (its trace owns the values)."""
     recorders = _RECORDERS.get()
-    if recorders:
+    if recorders and recorders[-1].trace is _current_trace():
         recorders[-1].entries.append((code, t_reached))
 
 

@@ -48,8 +48,12 @@ class BinderEnv:
         return self.bin / "python"
 
     def environ(self) -> dict[str, str]:
-        """The process environment with this venv activated instead of the test runner's."""
-        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+        """The process environment with this venv activated instead of the test runner's.
+
+        PANEL_INLINE is left out: on Binder it comes from binder/start, and so it does here.
+        """
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("VIRTUAL_ENV", "PYTHONHOME", "PANEL_INLINE")}
         runner_bin = str(Path(sys.prefix) / "bin")
         path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != runner_bin]
         env["PATH"] = os.pathsep.join([str(self.bin), *path])

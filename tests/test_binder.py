@@ -25,11 +25,13 @@ def binder(tmp_path_factory):
     return binder_env.session_env(tmp_path_factory)
 
 
-def _run(binder, *argv: str) -> str:
-    done = subprocess.run(argv, env=binder.environ(), cwd=binder.source, capture_output=True,
-                          text=True, timeout=300)
+def _run(binder, *argv: str, cwd: Path | None = None) -> str:
+    """Run a command in the Binder environment; its output without terminal colours."""
+    # not from the source copy by default: `python -c` would import odelab from there
+    done = subprocess.run(argv, env=binder.environ(), cwd=cwd or binder.prefix,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
+    return re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
 
 
 def test_environment_asks_conda_for_python_and_a_new_enough_node():
@@ -66,6 +68,6 @@ def test_lab_settings_silence_news_and_update_checks(binder):
 
 def test_start_exports_panel_inline(binder):
     out = _run(binder, "bash", str(Path("binder") / "start"), str(binder.python), "-c",
-               "import os; print(os.environ['PANEL_INLINE'])")
+               "import os; print(os.environ['PANEL_INLINE'])", cwd=binder.source)
     assert out.strip() == "1"
 
