@@ -30,6 +30,8 @@ from ._system import System as System
 from ._system import system as system
 
 __version__ = "0.1.0"
+from ._compilations import compile_count as compile_count
+from ._compilations import compile_seconds as compile_seconds
 from ._derivatives import (
     flat_names as flat_names,
 )
@@ -52,9 +54,8 @@ from ._derivatives import (
     value_and_gradient as value_and_gradient,
 )
 from ._solution import Solution as Solution
-from ._compilations import compile_count as compile_count, compile_seconds as compile_seconds
-from ._solve import trace_count as trace_count
 from ._solve import solve as solve
+from ._solve import trace_count as trace_count
 from ._solvers import solver_names as solver_names
 from .solvers import register_all as _register_stiff_solvers
 

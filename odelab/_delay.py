@@ -36,13 +36,12 @@ from ._solve import (
     COMPILATIONS,
     _as_params,
     _check_params_finite,
-    _check_tolerance,
     _concrete,
     _dtype,
     _save_times,
-    _scalar,
     _traced,
     choose_method,
+    step_settings,
     stiffness_estimate,
 )
 from ._solvers import DEFAULT_EXPLICIT, DEFAULT_STIFF, solver_spec
@@ -488,20 +487,7 @@ def _solve(system: DelaySystem, y0, params, t_span, saveat, solver, rtol, atol, 
             "differentiates the saved points only). Save at times (saveat=500 or an array)."
         )
 
-    fixed = dt is not None
-    if not fixed and not spec.adaptive:
-        raise InputError(
-            f"`solver={spec.name!r}` has no error estimate, so it cannot choose its own steps. "
-            "Give a fixed step with dt=..., or use an adaptive solver such as solver='tsit5'."
-        )
-    if fixed:
-        dt = _scalar("dt", dt)
-        if not isinstance(dt, jax.core.Tracer) and not dt > 0:
-            raise InputError(f"`dt={dt!r}` must be a positive step size.")
-    rtol = _check_tolerance("rtol", rtol if rtol is not None else (
-        defaults.rtol if defaults.rtol is not None else 1e-6))
-    atol = _check_tolerance("atol", atol if atol is not None else (
-        defaults.atol if defaults.atol is not None else 1e-8))
+    fixed, dt, rtol, atol = step_settings(spec, dt, rtol, atol, defaults)
     n_max = _check_max_steps(max_steps if max_steps is not None else DEFAULT_INTERVAL_STEPS)
 
     taus = _sizing_delays(system, params)

@@ -118,9 +118,7 @@ def _n_params(diff: Any) -> int:
 # --------------------------------------------------------------------------------------------
 def _split(params: Any) -> tuple[Any, Any]:
     if isinstance(params, bool) or params is None:
-        raise InputError(
-            f"`params` must be numbers or a pytree of float arrays; got {params!r}."
-        )
+        raise InputError(f"`params` must be numbers or a pytree of float arrays; got {params!r}.")
     params = _as_params(params)
     diff, static = eqx.partition(params, eqx.is_inexact_array)
     if not jax.tree_util.tree_leaves(diff):
@@ -171,8 +169,14 @@ def _fun_key(fun: Callable) -> tuple[Any, tuple]:
         return ("callable", _identity(fun)), (fun,)
     cells = tuple(c.cell_contents for c in (fun.__closure__ or ()))
     defaults = tuple(fun.__defaults__ or ()) + tuple(sorted((fun.__kwdefaults__ or {}).items()))
-    key = ("function", code, id(fun.__globals__), tuple(_identity(c) for c in cells),
-           tuple(_identity(d) for d in defaults), _identity(getattr(fun, "__self__", None)))
+    key = (
+        "function",
+        code,
+        id(fun.__globals__),
+        tuple(_identity(c) for c in cells),
+        tuple(_identity(d) for d in defaults),
+        _identity(getattr(fun, "__self__", None)),
+    )
     return key, (cells, defaults, getattr(fun, "__self__", None))
 
 
@@ -202,9 +206,12 @@ def _objective(fun: Callable, static: Any, key: _Key, has_aux: bool):
         # finite differences never differentiate the solves: they run (and nest) plainly
         method = None if key.fd is not None or key.method == "auto" else key.method
         route = None if key.fd is not None else key.route
-        with _context.solve_defaults(
-            method=method, solver=key.solver, rtol=rtol, atol=atol, derivative=route
-        ), _context.recording() as rec:
+        with (
+            _context.solve_defaults(
+                method=method, solver=key.solver, rtol=rtol, atol=atol, derivative=route
+            ),
+            _context.recording() as rec,
+        ):
             out = fun(params)
         value, aux = out if has_aux else (out, None)
         value = _check_output(value)
@@ -262,8 +269,10 @@ def _translate(err: Exception, method: Any) -> Exception:
             "`fun` must return a scalar for a gradient, HVP or Hessian. Sum or average the loss, "
             "or use ol.jacobian for vector outputs."
         )
-    if "while_loop or lax.fori_loop with dynamic start/stop" in text or "custom_vjp" in text or (
-        "Unexpected tangent" in text
+    if (
+        "while_loop or lax.fori_loop with dynamic start/stop" in text
+        or "custom_vjp" in text
+        or ("Unexpected tangent" in text)
     ):
         return MethodError(
             f"The derivative asked for differentiates a solve twice, which `method={name!r}` "
@@ -273,8 +282,18 @@ def _translate(err: Exception, method: Any) -> Exception:
     return err
 
 
-def _run(kind: str, fun: Callable, params: Any, method: Any, solver: Any, rtol: Any, atol: Any,
-         has_aux: bool, build: Callable[[Callable, _Key], Callable], *extra: Any):
+def _run(
+    kind: str,
+    fun: Callable,
+    params: Any,
+    method: Any,
+    solver: Any,
+    rtol: Any,
+    atol: Any,
+    has_aux: bool,
+    build: Callable[[Callable, _Key], Callable],
+    *extra: Any,
+):
     if not callable(fun):
         raise InputError(f"`fun` must be a function of the parameters; got {type(fun).__name__}.")
     diff, static = _split(params)
@@ -287,8 +306,15 @@ def _run(kind: str, fun: Callable, params: Any, method: Any, solver: Any, rtol: 
     if obj is None and route == ("forward", 2):
         obj = METHODS["forward"]()  # forward-over-forward: only `forward` serves it with "auto"
     r, a = _tolerances(rtol, atol)
-    key = _Key(kind, obj if obj is not None else "auto", solver, route, has_aux,
-               fd=_fd_settings(obj), static=_static_key(static))
+    key = _Key(
+        kind,
+        obj if obj is not None else "auto",
+        solver,
+        route,
+        has_aux,
+        fd=_fd_settings(obj),
+        static=_static_key(static),
+    )
     run = _compiled(fun, key, lambda: build(_objective(fun, static, key, has_aux), key))
     try:
         out = run(diff, r, a, *extra)
@@ -368,8 +394,16 @@ def _grad_builder(call: Callable, key: _Key) -> Callable:
     return eqx.filter_jit(forward if key.route[0] == "forward" else reverse)
 
 
-def value_and_gradient(fun: Callable, params: Any, method: Any = "auto", *, solver: Any = None,
-                       rtol: Any = None, atol: Any = None, has_aux: bool = False):
+def value_and_gradient(
+    fun: Callable,
+    params: Any,
+    method: Any = "auto",
+    *,
+    solver: Any = None,
+    rtol: Any = None,
+    atol: Any = None,
+    has_aux: bool = False,
+):
     """(fun(params), ∇fun(params)) with `method` applied to every solve inside `fun`.
 
     With has_aux=True, `fun` returns (loss, aux) and this returns ((loss, aux), gradient).
@@ -377,8 +411,9 @@ def value_and_gradient(fun: Callable, params: Any, method: Any = "auto", *, solv
 
         >>> loss, g = ol.value_and_gradient(loss_fn, sys.params, method="checkpoint")
     """
-    (value, aux, g), static = _run("gradient", fun, params, method, solver, rtol, atol, has_aux,
-                                   _grad_builder)
+    (value, aux, g), static = _run(
+        "gradient", fun, params, method, solver, rtol, atol, has_aux, _grad_builder
+    )
     _scalar_required(value)
     return ((value, aux) if has_aux else value), _with_static(g, static)
 
@@ -395,8 +430,16 @@ def _with_static(tree: Any, static: Any) -> Any:
     return eqx.combine(tree, static) if static is not None else tree
 
 
-def gradient(fun: Callable, params: Any, method: Any = "auto", *, solver: Any = None,
-             rtol: Any = None, atol: Any = None, has_aux: bool = False):
+def gradient(
+    fun: Callable,
+    params: Any,
+    method: Any = "auto",
+    *,
+    solver: Any = None,
+    rtol: Any = None,
+    atol: Any = None,
+    has_aux: bool = False,
+):
     """∇fun(params): the gradient of a scalar objective that calls `ol.solve` inside.
 
     method: "auto", "checkpoint", "direct", "backsolve", "forward", "finite-difference", ... (see
@@ -404,8 +447,9 @@ def gradient(fun: Callable, params: Any, method: Any = "auto", *, solver: Any = 
 
         >>> g = ol.gradient(lambda p: jnp.sum(ol.solve(sys, params=p).ys ** 2), sys.params)
     """
-    value, g = value_and_gradient(fun, params, method, solver=solver, rtol=rtol, atol=atol,
-                                  has_aux=has_aux)
+    value, g = value_and_gradient(
+        fun, params, method, solver=solver, rtol=rtol, atol=atol, has_aux=has_aux
+    )
     return (g, value[1]) if has_aux else g
 
 
@@ -421,17 +465,26 @@ def _jac_builder(call: Callable, key: _Key) -> Callable:
         # the structure of params, each leaf of shape fun's shape + the leaf's shape
         rows = jax.vmap(unravel)(jnp.reshape(d, (-1, d.shape[-1])))
         jac = jax.tree_util.tree_map(
-            lambda leaf: jnp.reshape(leaf, np.shape(value) + leaf.shape[1:]), rows)
+            lambda leaf: jnp.reshape(leaf, np.shape(value) + leaf.shape[1:]), rows
+        )
         return (value, jac), codes
 
     return eqx.filter_jit(finite if _is_fd(key) else jac)
 
 
-def jacobian(fun: Callable, params: Any, method: Any = "auto", *, solver: Any = None,
-             rtol: Any = None, atol: Any = None):
+def jacobian(
+    fun: Callable,
+    params: Any,
+    method: Any = "auto",
+    *,
+    solver: Any = None,
+    rtol: Any = None,
+    atol: Any = None,
+):
     """∂fun/∂params for an array-valued `fun` (leaves have shape fun's shape + leaf shape)."""
-    (value, jac), static = _run("jacobian", fun, params, method, solver, rtol, atol, False,
-                                _jac_builder)
+    (value, jac), static = _run(
+        "jacobian", fun, params, method, solver, rtol, atol, False, _jac_builder
+    )
     return jac
 
 
@@ -448,9 +501,7 @@ def _jvp_builder(call: Callable, key: _Key) -> Callable:
         # J·v from the full Jacobian: one backward pass per output element
         jac = jax.jacrev(lambda d: f(d)[0])(diff)
         leaves = jax.tree_util.tree_leaves(jac)
-        flat_j = jnp.concatenate(
-            [jnp.reshape(x, np.shape(value) + (-1,)) for x in leaves], axis=-1
-        )
+        flat_j = jnp.concatenate([jnp.reshape(x, np.shape(value) + (-1,)) for x in leaves], axis=-1)
         return (value, flat_j @ flat_t), codes
 
     def finite(diff, rtol, atol, tangent):
@@ -489,8 +540,16 @@ def _tangent_like(diff_params: Any, tangent: Any, argument: str) -> Any:
     return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=b.dtype), t_diff, diff_params)
 
 
-def jvp(fun: Callable, params: Any, tangent: Any, method: Any = "auto", *, solver: Any = None,
-        rtol: Any = None, atol: Any = None):
+def jvp(
+    fun: Callable,
+    params: Any,
+    tangent: Any,
+    method: Any = "auto",
+    *,
+    solver: Any = None,
+    rtol: Any = None,
+    atol: Any = None,
+):
     """(fun(params), J·tangent): the directional derivative of `fun` along `tangent`."""
     diff, _ = _split(params)
     t = _tangent_like(diff, tangent, "tangent")
@@ -531,16 +590,27 @@ def _hvp_builder(call: Callable, key: _Key) -> Callable:
         flat_v, _ = ravel_pytree(vector)
         grad = lambda x: _fd_gradient(call, unravel(x), rtol, atol, *key.fd)[1]
         noise = jnp.maximum(rtol if rtol is not None else DEFAULT_RTOL, jnp.finfo(flat.dtype).eps)
-        h = noise ** (1 / 5) * jnp.maximum(1.0, jnp.linalg.norm(flat)) / jnp.maximum(
-            jnp.linalg.norm(flat_v), 1e-300)
+        h = (
+            noise ** (1 / 5)
+            * jnp.maximum(1.0, jnp.linalg.norm(flat))
+            / jnp.maximum(jnp.linalg.norm(flat_v), 1e-300)
+        )
         hv = _central(lambda x: grad(x), flat, flat_v, h, key.fd[1])
         return unravel(hv), []
 
     return eqx.filter_jit(finite if _is_fd(key) else hvp_)
 
 
-def hvp(fun: Callable, params: Any, vector: Any, method: Any = "auto", *, solver: Any = None,
-        rtol: Any = None, atol: Any = None):
+def hvp(
+    fun: Callable,
+    params: Any,
+    vector: Any,
+    method: Any = "auto",
+    *,
+    solver: Any = None,
+    rtol: Any = None,
+    atol: Any = None,
+):
     """H·vector: the Hessian of scalar `fun` at `params` times `vector`, without forming H."""
     diff, _ = _split(params)
     v = _tangent_like(diff, vector, "vector")
@@ -570,8 +640,15 @@ def _hessian_builder(call: Callable, key: _Key) -> Callable:
     return eqx.filter_jit(finite if _is_fd(key) else hess)
 
 
-def hessian(fun: Callable, params: Any, method: Any = "auto", *, solver: Any = None,
-            rtol: Any = None, atol: Any = None) -> jax.Array:
+def hessian(
+    fun: Callable,
+    params: Any,
+    method: Any = "auto",
+    *,
+    solver: Any = None,
+    rtol: Any = None,
+    atol: Any = None,
+) -> jax.Array:
     """The dense Hessian of scalar `fun`, as an (n, n) array over the flattened parameters.
 
     The order of the flattened parameters is that of `jax.flatten_util.ravel_pytree(params)`

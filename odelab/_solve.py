@@ -282,16 +282,26 @@ def _probe(system: System, y0: Any, params: Any, t_span: tuple[float, float]) ->
     t0, t1 = float(t_span[0]), float(t_span[1])
     t_probe = t0 + PROBE_FRACTION * (t1 - t0)
     config = SolveConfig(
-        f=system.f, states=system.states, system_name=system.name, solver=DEFAULT_EXPLICIT,
-        method=METHODS["checkpoint"](), save="count", n_save=2, fixed_steps=False,
+        f=system.f,
+        states=system.states,
+        system_name=system.name,
+        solver=DEFAULT_EXPLICIT,
+        method=METHODS["checkpoint"](),
+        save="count",
+        n_save=2,
+        fixed_steps=False,
         max_steps=PROBE_STEPS,
     )
     # eager even when the caller is being traced: the choice of solver is static
     with jax.ensure_compile_time_eval():
         inputs = dict(
-            y0=jnp.asarray(np.asarray(y0), dtype=_dtype()), params=_as_params(params),
-            t0=_traced(t0), t1=_traced(t_probe), rtol=_traced(DEFAULT_RTOL),
-            atol=_traced(DEFAULT_ATOL), ts=None,
+            y0=jnp.asarray(np.asarray(y0), dtype=_dtype()),
+            params=_as_params(params),
+            t0=_traced(t0),
+            t1=_traced(t_probe),
+            rtol=_traced(DEFAULT_RTOL),
+            atol=_traced(DEFAULT_ATOL),
+            ts=None,
             dt=_traced(0.0),
         )
         return jax.block_until_ready(_compiled(config, inputs))
@@ -324,27 +334,37 @@ def choose_solver(system: System, y0: Any, params: Any, t_span: tuple[Any, Any])
 def _decide_stiffness(system: System, y0: Any, params: Any, t_span: tuple[Any, Any]):
     s = stiffness_estimate(system, y0, params, t_span)
     if s > STIFFNESS_THRESHOLD:
-        choice = DEFAULT_STIFF, (
-            f"stiff: max|Re λ|·(t1−t0) = {s:.3g} > {STIFFNESS_THRESHOLD:g} at the initial state"
+        choice = (
+            DEFAULT_STIFF,
+            (f"stiff: max|Re λ|·(t1−t0) = {s:.3g} > {STIFFNESS_THRESHOLD:g} at the initial state"),
         )
     else:
         probe = _probe(system, y0, params, t_span)
         t_probe = t_span[0] + PROBE_FRACTION * (t_span[1] - t_span[0])
         s_end = stiffness_estimate(system, probe.y_reached, params, (t_probe, t_span[1]))
         if not probe.ok:
-            choice = DEFAULT_STIFF, (
-                f"stiff: an explicit probe ({DEFAULT_EXPLICIT}) took {PROBE_STEPS} steps without "
-                f"covering the first {PROBE_FRACTION:.0%} of t_span"
+            choice = (
+                DEFAULT_STIFF,
+                (
+                    f"stiff: an explicit probe ({DEFAULT_EXPLICIT}) took {PROBE_STEPS} steps without "
+                    f"covering the first {PROBE_FRACTION:.0%} of t_span"
+                ),
             )
         elif s_end > STIFFNESS_THRESHOLD:
-            choice = DEFAULT_STIFF, (
-                f"stiff: max|Re λ|·(t1−t) = {s_end:.3g} > {STIFFNESS_THRESHOLD:g} after "
-                f"{PROBE_FRACTION:.0%} of t_span"
+            choice = (
+                DEFAULT_STIFF,
+                (
+                    f"stiff: max|Re λ|·(t1−t) = {s_end:.3g} > {STIFFNESS_THRESHOLD:g} after "
+                    f"{PROBE_FRACTION:.0%} of t_span"
+                ),
             )
         else:
-            choice = DEFAULT_EXPLICIT, (
-                f"non-stiff: max|Re λ|·(t1−t0) = {max(s, s_end):.3g} and an explicit probe "
-                f"took {int(probe.num_steps)} steps over the first {PROBE_FRACTION:.0%}"
+            choice = (
+                DEFAULT_EXPLICIT,
+                (
+                    f"non-stiff: max|Re λ|·(t1−t0) = {max(s, s_end):.3g} and an explicit probe "
+                    f"took {int(probe.num_steps)} steps over the first {PROBE_FRACTION:.0%}"
+                ),
             )
     return choice
 
@@ -462,9 +482,19 @@ def solve(
     """
     if not isinstance(system, System):
         if hasattr(system, "solve_delay"):  # a DelaySystem solves itself by the method of steps
-            return system.solve_delay(y0=y0, params=params, t_span=t_span, saveat=saveat,
-                                      solver=solver, rtol=rtol, atol=atol, max_steps=max_steps,
-                                      method=method, dt=dt, throw=throw)
+            return system.solve_delay(
+                y0=y0,
+                params=params,
+                t_span=t_span,
+                saveat=saveat,
+                solver=solver,
+                rtol=rtol,
+                atol=atol,
+                max_steps=max_steps,
+                method=method,
+                dt=dt,
+                throw=throw,
+            )
         raise InputError(
             f"`system` must be an odelab System (ol.System(...), @ol.system, "
             f"ol.System.from_equations or ol.gallery.*); got {type(system).__name__}."
@@ -487,20 +517,7 @@ def solve(
     if method == "auto":
         method = choose_method(defaults.derivative)
 
-    fixed = dt is not None
-    if not fixed and not spec.adaptive:
-        raise InputError(
-            f"`solver={spec.name!r}` has no error estimate, so it cannot choose its own steps. "
-            "Give a fixed step with dt=..., or use an adaptive solver such as solver='tsit5'."
-        )
-    if fixed:
-        dt = _scalar("dt", dt)
-        if not isinstance(dt, jax.core.Tracer) and not dt > 0:
-            raise InputError(f"`dt={dt!r}` must be a positive step size.")
-    rtol = _check_tolerance("rtol", rtol if rtol is not None else (
-        defaults.rtol if defaults.rtol is not None else DEFAULT_RTOL))
-    atol = _check_tolerance("atol", atol if atol is not None else (
-        defaults.atol if defaults.atol is not None else DEFAULT_ATOL))
+    fixed, dt, rtol, atol = step_settings(spec, dt, rtol, atol, defaults)
     n_max = _check_max_steps(max_steps)
     if fixed and _concrete(dt, t0, t1):
         needed = int(np.ceil((t1 - t0) / dt))
@@ -526,8 +543,13 @@ def solve(
     )
     inputs = dict(
         y0=y0 if isinstance(y0, jax.core.Tracer) else np.asarray(y0, dtype=_dtype()),
-        params=params, t0=t0a, t1=t1a, rtol=_traced(rtol),
-        atol=_traced(atol), ts=ts, dt=_traced(dt if fixed else 0.0),
+        params=params,
+        t0=t0a,
+        t1=t1a,
+        rtol=_traced(rtol),
+        atol=_traced(atol),
+        ts=ts,
+        dt=_traced(dt if fixed else 0.0),
     )
     traced = not _concrete(inputs)
     start = time.perf_counter()
@@ -553,15 +575,48 @@ def solve(
     compiled = COMPILATIONS.traces > before
     if compiled:
         COMPILATIONS.compile_seconds += elapsed
-    _registry.update(system, last_solver=spec.name, last_method=method.name,
-                     **({"compile_time_s": elapsed} if compiled else {"run_time_s": elapsed}),
-                     n_compiles=COMPILATIONS.traces)
+    _registry.update(
+        system,
+        last_solver=spec.name,
+        last_method=method.name,
+        **({"compile_time_s": elapsed} if compiled else {"run_time_s": elapsed}),
+        n_compiles=COMPILATIONS.traces,
+    )
     if not sol.ok:
-        sol = dataclasses.replace(sol, failure_hint=explain_failure(system, sol, params, rtol, (t0, t1)))
+        sol = dataclasses.replace(
+            sol, failure_hint=explain_failure(system, sol, params, rtol, (t0, t1))
+        )
     _context.notify_solve(system, y0, params, (t0, t1), spec.name, sol)
     if not sol.ok and throw:
         raise SolveError(sol.failure_hint)
     return sol
+
+
+def step_settings(spec, dt: Any, rtol: Any, atol: Any, defaults: _context.SolveDefaults):
+    """(fixed, dt, rtol, atol) checked: explicit values, else the context's, else odelab's."""
+    fixed = dt is not None
+    if not fixed and not spec.adaptive:
+        raise InputError(
+            f"`solver={spec.name!r}` has no error estimate, so it cannot choose its own steps. "
+            "Give a fixed step with dt=..., or use an adaptive solver such as solver='tsit5'."
+        )
+    if fixed:
+        dt = _scalar("dt", dt)
+        if not isinstance(dt, jax.core.Tracer) and not dt > 0:
+            raise InputError(f"`dt={dt!r}` must be a positive step size.")
+    rtol = _check_tolerance(
+        "rtol",
+        rtol
+        if rtol is not None
+        else (defaults.rtol if defaults.rtol is not None else DEFAULT_RTOL),
+    )
+    atol = _check_tolerance(
+        "atol",
+        atol
+        if atol is not None
+        else (defaults.atol if defaults.atol is not None else DEFAULT_ATOL),
+    )
+    return fixed, dt, rtol, atol
 
 
 _SEEN_CONFIGS: set = set()
@@ -572,10 +627,14 @@ def _lab_defaults_under(defaults: _context.SolveDefaults) -> _context.SolveDefau
     lab = _lab.lab_defaults()
     if not lab:
         return defaults
-    return dataclasses.replace(defaults, **{
-        k: lab[k] for k in ("solver", "method", "rtol", "atol")
-        if k in lab and getattr(defaults, k) is None
-    })
+    return dataclasses.replace(
+        defaults,
+        **{
+            k: lab[k]
+            for k in ("solver", "method", "rtol", "atol")
+            if k in lab and getattr(defaults, k) is None
+        },
+    )
 
 
 def _translate(err: Exception, config: SolveConfig) -> Exception:

@@ -42,12 +42,16 @@ def _spec(name, make, order, stiff, description, adaptive=True):
 SOLVERS: dict[str, SolverSpec] = {
     s.name: s
     for s in [
-        _spec("euler", diffrax.Euler, 1, False, "explicit Euler (fixed steps only)", adaptive=False),
+        _spec(
+            "euler", diffrax.Euler, 1, False, "explicit Euler (fixed steps only)", adaptive=False
+        ),
         _spec("heun", diffrax.Heun, 2, False, "Heun's method, 2nd order with an embedded 1st"),
         _spec("midpoint", diffrax.Midpoint, 2, False, "explicit midpoint, 2nd order"),
         _spec("ralston", diffrax.Ralston, 2, False, "Ralston's method, 2nd order"),
         _spec("bosh3", diffrax.Bosh3, 3, False, "Bogacki–Shampine 3(2)"),
-        _spec("tsit5", diffrax.Tsit5, 5, False, "Tsitouras 5(4): the default for non-stiff problems"),
+        _spec(
+            "tsit5", diffrax.Tsit5, 5, False, "Tsitouras 5(4): the default for non-stiff problems"
+        ),
         _spec("dopri5", diffrax.Dopri5, 5, False, "Dormand–Prince 5(4)"),
         _spec("dopri8", diffrax.Dopri8, 8, False, "Dormand–Prince 8(7), for tight tolerances"),
         _spec("implicit_euler", diffrax.ImplicitEuler, 1, True, "implicit Euler, L-stable"),

@@ -85,15 +85,15 @@ def _float_array(argument: str, value: Any, *, allow_int: bool = True) -> np.nda
     try:
         arr = np.asarray(value)
     except Exception as err:  # ragged lists, objects
-        raise InputError(f"`{argument}` could not be read as an array of numbers ({err}).") from None
+        raise InputError(
+            f"`{argument}` could not be read as an array of numbers ({err})."
+        ) from None
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.floating)
         or np.issubdtype(arr.dtype, np.integer)
         or arr.dtype == np.bool_
     ):
-        raise InputError(
-            f"`{argument}` must be numbers; got {arr.dtype} values {value!r:.80}."
-        )
+        raise InputError(f"`{argument}` must be numbers; got {arr.dtype} values {value!r:.80}.")
     if np.iscomplexobj(arr):
         raise InputError(f"`{argument}` must be real numbers; got complex values.")
     if not allow_int and not np.issubdtype(arr.dtype, np.floating):
@@ -113,7 +113,8 @@ def _check_finite(argument: str, arr: np.ndarray) -> None:
 
 def _is_scalar_dict(params: Any) -> bool:
     return isinstance(params, Mapping) and all(
-        isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
+        isinstance(v, (int, float, np.floating, np.integer))
+        and not isinstance(v, bool)
         or (isinstance(v, (np.ndarray, jax.Array)) and np.ndim(v) == 0)
         for v in params.values()
     )
@@ -180,9 +181,15 @@ class System:
         self.param_info = self._build_param_info(param_info or {})
         self.data = None if data is None else self._check_data(data)
         self._check_vector_field()
-        _registry.track(self, "system", self.name, states=list(self.states),
-                        params={k: float(self.params[k]) for k in self.param_names}
-                        if self.param_names else type(self.params).__name__)
+        _registry.track(
+            self,
+            "system",
+            self.name,
+            states=list(self.states),
+            params={k: float(self.params[k]) for k in self.param_names}
+            if self.param_names
+            else type(self.params).__name__,
+        )
 
     # -- parameters ---------------------------------------------------------------------------
     @staticmethod
@@ -287,7 +294,9 @@ class System:
         try:
             ts, ys = data
         except (TypeError, ValueError):
-            raise InputError("`data` must be a pair (ts, ys) of observation times and values.") from None
+            raise InputError(
+                "`data` must be a pair (ts, ys) of observation times and values."
+            ) from None
         ts = _float_array("data[0] (times)", ts)
         ys = _float_array("data[1] (values)", ys)
         if ys.shape != (ts.shape[0], len(self.states)):
@@ -368,9 +377,17 @@ class System:
     def replace(self, **changes: Any) -> System:
         """A copy with some fields changed (e.g. ``sys.replace(y0=[1, 2])``)."""
         fields = dict(
-            f=self.f, states=self.states, params=self.params, y0=self.y0, t_span=self.t_span,
-            name=self.name, description=self.description, stiff=self.stiff,
-            equations=self.equations, data=self.data, exact=self.exact,
+            f=self.f,
+            states=self.states,
+            params=self.params,
+            y0=self.y0,
+            t_span=self.t_span,
+            name=self.name,
+            description=self.description,
+            stiff=self.stiff,
+            equations=self.equations,
+            data=self.data,
+            exact=self.exact,
             param_info={
                 k: dict(range=(i.lo, i.hi), log=i.log, unit=i.unit, description=i.description)
                 for k, i in self.param_info.items()
@@ -380,8 +397,11 @@ class System:
         return System(**fields)
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={float(v):g}" for k, v in self.params.items() if np.ndim(v) == 0) \
-            if isinstance(self.params, Mapping) else type(self.params).__name__
+        params = (
+            ", ".join(f"{k}={float(v):g}" for k, v in self.params.items() if np.ndim(v) == 0)
+            if isinstance(self.params, Mapping)
+            else type(self.params).__name__
+        )
         return (
             f"System({self.name!r}, states={self.states}, params={{{params}}}, "
             f"t_span={self.t_span})"
@@ -437,14 +457,12 @@ def check_t_span(t_span: Any) -> tuple[Any, Any]:
     return t0, t1
 
 
-def system(
-    states: Sequence[str] | int, **kwargs: Any
-) -> Callable[[VectorField], System]:
+def system(states: Sequence[str] | int, **kwargs: Any) -> Callable[[VectorField], System]:
     """Decorator form of `System`.
 
-        >>> @system(states=("x", "v"), params=dict(k=1.0), y0=[1.0, 0.0])
-        ... def spring(t, y, p):
-        ...     return jnp.stack([y[1], -p["k"] * y[0]])
+    >>> @system(states=("x", "v"), params=dict(k=1.0), y0=[1.0, 0.0])
+    ... def spring(t, y, p):
+    ...     return jnp.stack([y[1], -p["k"] * y[0]])
     """
 
     def wrap(f: VectorField) -> System:

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import odelab as ol
-from odelab import EquationError, InputError, MethodError, OdelabError, SolveError
-from odelab import VectorFieldError
+from odelab import EquationError, InputError, MethodError, OdelabError, SolveError, VectorFieldError
 
 
 def lv_field(t, y, p):

@@ -30,9 +30,9 @@ from ._classic import (
     van_der_pol_stiff,
 )
 from ._networks import hamiltonian_network, neural_ode
-from .bursting import bursting_neuron
 from ._neuro import hodgkin_huxley
 from ._stiff import hires, oregonator, robertson
+from .bursting import bursting_neuron
 
 GALLERY: dict[str, Callable[..., System]] = {
     f.__name__: f
