@@ -125,11 +125,13 @@ class GradientReport:
 
     @property
     def overall(self) -> str:
+        """The worst verdict among the rows: "accurate", "inaccurate", "unstable" or "failed"."""
         verdicts = [r.verdict for r in self.rows] or ["failed"]
         return max(verdicts, key=VERDICT_ORDER.index)
 
     @property
     def ok(self) -> bool:
+        """True when every method checked gave an accurate gradient."""
         return self.overall == "accurate"
 
     def row(self, label: str) -> MethodCheck:

@@ -127,13 +127,18 @@ class DelaySystem:
         self.y0 = None if y0 is None else self._ode.y0
 
     # -- what a System also has -------------------------------------------------------------------
-    states = property(lambda self: self._ode.states)
-    params = property(lambda self: self._ode.params)
-    t_span = property(lambda self: self._ode.t_span)
-    param_info = property(lambda self: self._ode.param_info)
-    param_names = property(lambda self: self._ode.param_names)
-    description = property(lambda self: self._ode.description)
-    stiff = property(lambda self: self._ode.stiff)
+    states = property(lambda self: self._ode.states, doc="The names of the states, in order.")
+    params = property(lambda self: self._ode.params,
+                      doc="The default parameters (a dict; delays given by name are among them).")
+    t_span = property(lambda self: self._ode.t_span, doc="The default time span (t0, t1).")
+    param_info = property(lambda self: self._ode.param_info,
+                          doc="Slider metadata (`ol.ParamInfo`) per scalar parameter.")
+    param_names = property(lambda self: self._ode.param_names,
+                           doc="Names of the scalar parameters (those that get sliders).")
+    description = property(lambda self: self._ode.description,
+                           doc="What the system models, shown by the explorer.")
+    stiff = property(lambda self: self._ode.stiff,
+                     doc='True/False decides `solver="auto"`; None: it measures stiffness.')
 
     def merge_params(self, params: Any) -> Any:
         """The system's parameters with `params` laid over them (as `System.merge_params`)."""

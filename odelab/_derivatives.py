@@ -169,15 +169,29 @@ def _fun_key(fun: Callable) -> tuple[Any, tuple]:
         return ("callable", _identity(fun)), (fun,)
     cells = tuple(c.cell_contents for c in (fun.__closure__ or ()))
     defaults = tuple(fun.__defaults__ or ()) + tuple(sorted((fun.__kwdefaults__ or {}).items()))
+    # the globals the code reads (a loop variable at a notebook's top level, say) are part of
+    # what it computes, exactly like its closure
+    names = sorted(n for n in _global_names(code) if n in fun.__globals__)
+    used = tuple(fun.__globals__[n] for n in names)
     key = (
         "function",
         code,
         id(fun.__globals__),
         tuple(_identity(c) for c in cells),
         tuple(_identity(d) for d in defaults),
+        tuple(zip(names, (_identity(g) for g in used))),
         _identity(getattr(fun, "__self__", None)),
     )
-    return key, (cells, defaults, getattr(fun, "__self__", None))
+    return key, (cells, defaults, used, getattr(fun, "__self__", None))
+
+
+def _global_names(code: Any) -> set[str]:
+    """Names `code` (and the functions defined inside it) may look up as globals."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _global_names(const)
+    return names
 
 
 def _static_key(static: Any) -> Any:

@@ -66,10 +66,12 @@ class Spectrum:
 
     @property
     def n_params(self) -> int:
+        """The number of scalar parameters (the Hessian's size)."""
         return len(self.names)
 
     @property
     def condition_number(self) -> float:
+        """max|λ| / min|λ| over the computed eigenvalues (inf if one is zero, nan if none)."""
         lam = np.abs(self.eigenvalues)
         if lam.size == 0:
             return float("nan")
@@ -85,6 +87,7 @@ class Spectrum:
         return [(self.names[j], float(v[j])) for j in order]
 
     def to_dict(self) -> dict[str, Any]:
+        """The spectrum as plain lists and numbers, ready for `json.dumps`."""
         out: dict[str, Any] = {
             "eigenvalues": self.eigenvalues.tolist(), "names": list(self.names),
             "algorithm": self.algorithm, "hvps": self.hvps,

@@ -82,3 +82,20 @@ def test_float_and_numpy_and_jax_scalars_share_a_program(lv):
     ol.solve(lv, saveat=10, params={name: 2})
     ol.solve(lv, saveat=10, params={name: jnp.asarray(1.4, dtype=jnp.float32)})
     assert ol.trace_count() == before
+
+
+SCALE = 1.0  # a notebook-level global read by the lambda below
+
+
+def test_a_lambda_reading_a_changed_global_is_not_served_a_stale_program(lv):
+    """Same code, new global value: a new program (the cache must not bake in the old one)."""
+    global SCALE
+
+    def loss(p):
+        return jnp.sum(ol.solve(lv, params=p, saveat=10).ys ** 2)
+
+    grads = []
+    for SCALE in (1.0, 3.0):  # noqa: B007  (the lambda reads the global)
+        grads.append(ol.gradient(lambda p: SCALE * loss(p), lv.params, method="checkpoint"))
+    for name in lv.params:
+        assert float(grads[1][name]) == pytest.approx(3.0 * float(grads[0][name]), rel=1e-12)

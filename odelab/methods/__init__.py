@@ -19,6 +19,7 @@ METHODS: dict[str, type[GradientMethod]] = {
     for cls in (Checkpoint, Direct, Backsolve, Forward, FiniteDifference, Interpolating,
                 ForwardSensitivity)
 }
+"""Every gradient method by name: what `method=` accepts besides "auto" (`register_method` adds)."""
 
 __all__ = [
     "REQUESTS", "Capabilities", "GradientMethod", "METHODS", "Checkpoint", "Direct", "Backsolve",

@@ -9,8 +9,9 @@ from typing import Any, ClassVar
 
 import diffrax
 
-# The derivative requests the derivative functions make of the solves inside a user's function.
 REQUESTS = ("gradient", "jacobian", "jvp", "hvp", "hessian", "vmap-gradient", "nested-gradient")
+"""The derivative requests the derivative functions make of the solves inside a user's function
+(`Capabilities.supports` answers them)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Capabilities:
     description: str
 
     def supports(self, request: str) -> bool:
+        """Whether the method can serve `request`, one of `REQUESTS` (e.g. "hvp")."""
         if request in ("gradient", "vmap-gradient"):
             return self.reverse or self.forward
         if request == "jacobian":
@@ -59,6 +61,8 @@ class GradientMethod(abc.ABC):
     capabilities: ClassVar[Capabilities]
 
     def adjoint(self, *, max_steps: int, state_size: int) -> diffrax.AbstractAdjoint:
+        """The diffrax adjoint that differentiates a solve of `max_steps` steps of a state of
+        `state_size` numbers the way this method does."""
         raise NotImplementedError
 
     def integrate(self, run: Callable[..., Any], inputs: Any, *, max_steps: int,
