@@ -175,7 +175,9 @@ def fourdvar_cost(system: System, obs_times: Any, observations: Any, *, noise_st
     observations: (n_times, n_states) with NaN where a state is not observed. The prior term
     appears when `background` (x_b) is given; θ (a dict, or None) may override
     "background", "background_std", "noise_std" and "params" (the system's parameters), which
-    lets an outer loss learn them. Returns cost(x0, theta) for `argmin`.
+    lets an outer loss learn them. θ may also carry "observations" of the same shape: one cost
+    then serves many trajectories (``jax.vmap`` over their observations and backgrounds, e.g.
+    to train a network on a batch of them). Returns cost(x0, theta) for `argmin`.
 
         >>> cost = ol.bilevel.fourdvar_cost(ol.gallery.lorenz(), ts, obs, noise_std=0.5)
         >>> x_hat = ol.bilevel.argmin(cost, x_guess, {}, steps=50, step_size=1e-3)
@@ -201,7 +203,18 @@ def fourdvar_cost(system: System, obs_times: Any, observations: Any, *, noise_st
         sol = solve(system, y0=x0, params=theta.get("params"), t_span=(start, float(ts[-1])),
                     saveat=ts, rtol=rtol, atol=atol)
         sigma = theta.get("noise_std", noise_std)
-        misfit = jnp.where(observed, (sol.ys - target) / sigma, 0.0)
+        mask, values = observed, target
+        if "observations" in theta:
+            given = theta["observations"]
+            if jnp.shape(given) != obs.shape:
+                raise InputError(
+                    f"`theta['observations']` has shape {jnp.shape(given)}; expected {obs.shape}"
+                    " (the shape of the `observations` the cost was built with)."
+                )
+            # NaN marks the unobserved entries; the double `where` keeps their gradients finite
+            mask = jnp.isfinite(given)
+            values = jnp.where(mask, given, 0.0)
+        misfit = jnp.where(mask, (sol.ys - values) / sigma, 0.0)
         value = 0.5 * jnp.sum(misfit**2)
         xb = theta.get("background", xb_default)
         if xb is not None:

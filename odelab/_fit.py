@@ -305,10 +305,7 @@ def _load_checkpoint(path: str, state: dict[str, Any], result: FitResult, seed: 
 def _gradient_key(method: Any, solver: Any, n: int) -> _Key:
     obj, _ = _resolve(method, "gradient", n)
     route = _method_route(obj, "gradient") if obj is not None else _auto_route("gradient", n, False)
-    if obj is None and route == ("forward", 1):
-        from .methods import METHODS
-
-        obj = METHODS["forward"]()
+    # "auto" stays auto: each solve then picks for the route (and for nested gradients inside)
     return _Key("gradient", obj if obj is not None else "auto", solver, route, True,
                 fd=_fd_settings(obj))
 

@@ -377,13 +377,13 @@ def _value_key(*trees: Any) -> tuple:
     )
 
 
-def choose_method(request: tuple | None) -> GradientMethod:
+def choose_method(request: tuple | None, stiff: bool = False) -> GradientMethod:
     """`method="auto"`: the method that serves the derivative the surrounding call asks for.
 
     No derivative: `checkpoint` (its forward solve is the plain one). Forward first order (few
-    parameters, or ol.jvp): `forward`, the cheapest measured (on stiff problems pass
-    method="forward-sensitivity", whose step control covers the tangents). Reverse first
-    order: `checkpoint` (exact, never re-integrates the state backward). Second order: the
+    parameters, or ol.jvp): `forward`, the cheapest measured, except with a stiff (implicit)
+    solver, where it is `forward-sensitivity`: its step control covers the tangents, while
+    `forward` differentiates steps chosen for the state alone. Reverse first order: `checkpoint` (exact, never re-integrates the state backward). Second order: the
     `interpolating` primitive (forward over its adjoint); a gradient of a gradient (nested
     calls, request without the "composable" mark): `direct`, the one route reverse over reverse.
     """
@@ -395,7 +395,7 @@ def choose_method(request: tuple | None) -> GradientMethod:
     if order >= 2:
         return METHODS["interpolating" if "composable" in request[2:] else "direct"]()
     if direction == "forward":
-        return METHODS["forward"]()
+        return METHODS["forward-sensitivity" if stiff else "forward"]()
     return METHODS["checkpoint"]()
 
 
@@ -515,7 +515,7 @@ def solve(
     method = method if method is not None else defaults.method
     method = method_object(method if method is not None else "auto")
     if method == "auto":
-        method = choose_method(defaults.derivative)
+        method = choose_method(defaults.derivative, stiff=spec.stiff)
 
     fixed, dt, rtol, atol = step_settings(spec, dt, rtol, atol, defaults)
     n_max = _check_max_steps(max_steps)

@@ -76,3 +76,24 @@ def test_bilevel_errors(fourdvar):
         bilevel.argmin(cost, guess, {}, mode="implicit", method="checkpoint")
     with pytest.raises(ol.InputError, match="observations"):
         bilevel.fourdvar_cost(ol.gallery.lorenz(), [0.0, 1.0], np.zeros((2, 2)))
+
+
+def test_fit_with_few_parameters_through_an_unrolled_inner_descent(fourdvar):
+    """ol.fit on one hyperparameter (the forward route) with gradients nested inside.
+
+    One plain gradient-descent step must move the parameter by -lr × the hypergradient, which
+    is checked against central finite differences of the outer loss.
+    """
+    import optax
+
+    cost, guess, x_true = fourdvar
+
+    def outer(theta):
+        x = bilevel.argmin(cost, guess, theta, steps=3, step_size=theta["eta"])
+        return jnp.sum((x - x_true) ** 2)
+
+    theta = {"eta": jnp.asarray(0.2)}
+    lr = 0.1
+    result = ol.fit(outer, theta, optimizer=optax.sgd(lr), steps=1, progress=False)
+    fd = _fd(jax.jit(outer), theta)["eta"]
+    np.testing.assert_allclose(float(result.params["eta"]), 0.2 - lr * float(fd), rtol=1e-7)

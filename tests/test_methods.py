@@ -216,6 +216,24 @@ def test_y0_derivative_interpolating(raw_loss):
     np.testing.assert_allclose(jax.grad(f)(y0), jax.grad(ref)(y0), rtol=1e-7)
 
 
+@pytest.mark.parametrize("solver, steps", [
+    ("rodas5", {}),  # a stiff (Rosenbrock) solver runs the adjoint too
+    ("kvaerno5", {}),  # implicit: Newton iterations inside every adjoint step
+    ("tsit5", {"dt": 1e-3}),  # fixed steps: the adjoint runs interval by interval
+])
+def test_interpolating_gradient_with_stiff_and_fixed_step_solvers(solver, steps):
+    def f(p):
+        tol = {} if steps else {"rtol": RTOL, "atol": ATOL}
+        ys = ol.solve(SYSTEM, params=p, saveat=TS, method="interpolating", solver=solver,
+                      **tol, **steps).ys
+        return make_loss(lambda _: ys)(p)
+
+    g = ol.gradient(f, P0, "interpolating")
+    ref = jax.grad(make_loss(exact_ys))(P0)
+    for k in P0:
+        np.testing.assert_allclose(float(g[k]), float(ref[k]), rtol=1e-7)
+
+
 def test_time_derivative_refused():
     def f(t1):
         return ol.solve(SYSTEM, t_span=(0.0, t1), saveat=3, method="interpolating",
@@ -231,6 +249,10 @@ def test_auto_choices():
 
     assert choose_method(None).name == "checkpoint"
     assert choose_method(_auto_route("gradient", 2, False)).name == "forward"
+    # stiff (implicit) solver: forward sensitivities, whose step control covers the tangents
+    assert choose_method(_auto_route("gradient", 2, False), stiff=True).name == \
+        "forward-sensitivity"
+    assert choose_method(_auto_route("gradient", 50, False), stiff=True).name == "checkpoint"
     assert choose_method(_auto_route("gradient", 50, False)).name == "checkpoint"
     assert choose_method(_auto_route("hvp", 50, False)).name == "interpolating"
     assert choose_method(_auto_route("hessian", 2, False)).name == "interpolating"
@@ -266,3 +288,6 @@ def test_stiff_forward_sensitivity_accuracy():
     h = 1e-4 * p[key]
     ref = (scipy_final(p[key] + h) - scipy_final(p[key] - h)) / (2 * h)
     np.testing.assert_allclose(float(g), ref, rtol=1e-4)
+    # "auto" with a stiff solver and few parameters takes the same route
+    g_auto = ol.gradient(lambda pp: final(pp, None), p)[key]
+    np.testing.assert_allclose(float(g_auto), ref, rtol=1e-4)

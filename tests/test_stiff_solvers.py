@@ -135,6 +135,23 @@ def test_dense_output_on_stiff_linear_system(solver_cls):
 
 
 @pytest.mark.parametrize("solver_cls", SOLVERS, ids=lambda s: s.__name__)
+def test_backward_in_time_with_a_time_dependent_field(solver_cls):
+    """t1 < t0 (as adjoints integrate): y' = -(1 + t) y from y(1) = 1 down to t = 0.
+
+    Closed form y(t) = exp(3/2 - t - t²/2); a scheme that ignored the direction of time would
+    integrate the growing solution instead.
+    """
+    saveat = diffrax.SaveAt(t1=True, dense=True)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, a: -(1.0 + t) * y), solver_cls(), 1.0, 0.0, -0.1,
+        jnp.ones(2), saveat=saveat, max_steps=500,
+        stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12))
+    assert sol.result == diffrax.RESULTS.successful
+    np.testing.assert_allclose(np.asarray(sol.ys[-1]), np.exp(1.5), rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(sol.evaluate(0.5)), np.exp(0.875), rtol=1e-8)
+
+
+@pytest.mark.parametrize("solver_cls", SOLVERS, ids=lambda s: s.__name__)
 def test_pytree_state(solver_cls):
     """A dict state gives the same answer as the flat array (and keeps its structure)."""
 
@@ -174,7 +191,10 @@ def test_derivatives_with_every_adjoint(solver_cls):
     reverse = jax.grad(_decay_at(solver, diffrax.RecursiveCheckpointAdjoint(), t1, 256))(k)
     forward = jax.jacfwd(_decay_at(solver, diffrax.ForwardMode(), t1, 256))(k)
     second = jax.hessian(_decay_at(solver, diffrax.DirectAdjoint(), t1, 64))(k)
+    # the continuous adjoint integrates backward in time with the same solver
+    backsolve = jax.grad(_decay_at(solver, diffrax.BacksolveAdjoint(), t1, 256))(k)
     assert abs(reverse - exact_first) < 1e-7
+    assert abs(backsolve - exact_first) < 1e-6
     assert abs(forward - exact_first) < 1e-7
     assert abs(second - exact_second) < 1e-6
 

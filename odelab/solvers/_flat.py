@@ -14,16 +14,22 @@ class FlatField:
 
     Stiff solvers need the Jacobian as a matrix, so they work on `ravel_pytree(y)` and
     turn results back into the user's pytree with `unravel`.
+
+    Backward in time (t1 < t0), diffrax hands the solver a term in reversed time τ = -t whose
+    `vf` is the user's field at t but whose control (dt) carries the sign. A scheme that
+    multiplies by its own step h = τ1 - τ0 needs dy/dτ = -f, so the field here includes the
+    sign of the control of a unit step (+1 forward, -1 backward).
     """
 
     def __init__(self, terms, y0, args):
         self.y0, self.unravel = ravel_pytree(y0)
         self._terms = terms
         self._args = args
+        self._direction = terms.contr(0.0, 1.0)
 
     def __call__(self, t, y_flat):
         out = self._terms.vf(t, self.unravel(y_flat), self._args)
-        return ravel_pytree(out)[0].astype(y_flat.dtype)
+        return (self._direction * ravel_pytree(out)[0]).astype(y_flat.dtype)
 
     def with_jacobian(self, t, y_flat):
         """f(t, y), ∂f/∂y (n×n) and ∂f/∂t at one point."""
