@@ -8,8 +8,10 @@ Traced (changing it never compiles): parameter values, y0, t_span, rtol, atol, s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import diffrax
@@ -145,12 +147,31 @@ def _stages(solver: diffrax.AbstractSolver) -> int:
     return len(c) + 1 if c is not None else getattr(solver, "stages", 1)
 
 
-@eqx.filter_jit
-def _compiled(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
+def _program(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
     COMPILATIONS.bump()
     if inputs["ts"] is None:  # evenly spaced save points, computed inside the program
         inputs = {**inputs, "ts": jnp.linspace(inputs["t0"], inputs["t1"], config.n_save)}
     return _integrate(config, inputs)
+
+
+_filtered_program = eqx.filter_jit(_program)
+_PROGRAMS: dict[SolveConfig, Callable] = {}
+
+
+def _compiled(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
+    """The solve program for `config`, compiled once and called with `inputs`.
+
+    When every input is an array (parameters as numbers or arrays: the usual case) this is a
+    plain `jax.jit` per configuration, whose dispatch costs microseconds; parameters holding
+    other objects (an equinox network's activation function, say) go through equinox's
+    filter_jit, which sorts arrays from static values on every call.
+    """
+    if all(isinstance(x, (np.ndarray, jax.Array)) for x in jax.tree_util.tree_leaves(inputs)):
+        program = _PROGRAMS.get(config)
+        if program is None:
+            program = _PROGRAMS[config] = jax.jit(functools.partial(_program, config))
+        return program(inputs)
+    return _filtered_program(config, inputs)
 
 
 def _integrate(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
@@ -220,18 +241,23 @@ def _check_tolerance(argument: str, value: Any) -> Any:
     return v
 
 
-def _as_params(params: Any) -> Any:
-    """Parameters with Python and numpy scalars turned into float arrays (traced, not static)."""
+def _as_params(params: Any, host: bool = False) -> Any:
+    """Parameters with Python and numpy scalars turned into float arrays (traced, not static).
+
+    host=True makes them numpy arrays, for parameters going straight into a compiled program:
+    a jnp.asarray per scalar would dispatch a JAX operation each (about 0.1 ms apiece).
+    """
+    to_array = np.asarray if host else jnp.asarray
 
     def leaf(x):
         if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool):
-            return jnp.asarray(x, dtype=_dtype())
+            return to_array(x, dtype=_dtype())
         if isinstance(x, np.ndarray) and x.dtype.kind in "fiu":
-            return jnp.asarray(x, dtype=_dtype())
+            return to_array(x, dtype=_dtype())
         if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
             # weak-typed, integer or other-precision arrays would each compile a new program
             if jnp.issubdtype(x.dtype, jnp.integer) or x.weak_type:  # scalars, usually
-                return jnp.asarray(np.asarray(x, dtype=_dtype()))
+                return to_array(np.asarray(x, dtype=_dtype()))
             if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != _dtype():
                 return x.astype(_dtype())
         return x
@@ -501,7 +527,7 @@ def solve(
         )
     defaults = _lab_defaults_under(_context.current())
     y0 = system.y0 if y0 is None else system.check_y0(y0)
-    params = _as_params(system.merge_params(params))
+    params = _as_params(system.merge_params(params), host=True)
     _check_params_finite(params)
     t0, t1 = check_t_span(system.t_span if t_span is None else t_span)
 
