@@ -3,7 +3,8 @@
 Rows (all times are medians after a warm-up call; ratios are what to read):
 - Lorenz63, t 0..20, 1000 save points: gradient / solve for each method and "auto".
 - Neural ODE (MLP 2→64→64→2, 100 save points): gradient / solve with "auto" (target ≤ 4).
-- A ≥10k-parameter neural ODE: HVP / gradient with "auto" (target ≤ 4).
+- A ≥10k-parameter neural ODE, and Lorenz: HVP / gradient per second-order route (target ≤ 4
+  with "auto").
 - 20 parameters: dense Hessian / one gradient.
 - 100k fixed steps: peak temporary memory of a gradient / the forward solve, from XLA's compiled
   memory analysis (target ≤ 3).
@@ -88,6 +89,7 @@ def neural_rows(repeats: int, methods: list[str]) -> list[dict]:
 
 
 def hvp_rows(repeats: int) -> list[dict]:
+    """HVP / gradient on a ≥10k-parameter neural ODE, per second-order route."""
     system, mlp, n = _mlp_system(100, 2, seed=1)
     diff, static = eqx.partition(mlp, eqx.is_inexact_array)
     vec = jax.tree_util.tree_map(jnp.ones_like, diff)
@@ -97,17 +99,34 @@ def hvp_rows(repeats: int) -> list[dict]:
         return jnp.mean(ys**2)
 
     name = f"MLP 2→100→100→2 ({n} params)"
+    grad = eqx.filter_jit(lambda d: ol.gradient(loss, eqx.combine(d, static)))
+    grad_s = _median_seconds(grad, diff, repeats=repeats)
+    rows = [_ratio_row(name, "gradient", "auto", grad_s, 1.0)]
+    for m in ("auto", "checkpoint", "interpolating", "direct"):
+        hv = eqx.filter_jit(lambda d, m=m: ol.hvp(loss, eqx.combine(d, static), vec, m))
+        rows.append(_ratio_row(name, "HVP / gradient (auto)", m,
+                               _median_seconds(hv, diff, repeats=repeats), grad_s,
+                               "target ≤ 4" if m == "auto" else ""))
+    return rows
+
+
+def lorenz_hvp_rows(repeats: int) -> list[dict]:
+    """HVP / gradient on Lorenz with 1000 save points, per second-order route."""
+    system = ol.gallery.lorenz()
+    params = {k: jnp.asarray(v) for k, v in system.params.items()}
+    vec = {k: jnp.asarray(1.0) for k in params}
+
+    def loss(p):
+        ys = ol.solve(system, params=p, t_span=(0.0, 20.0), saveat=1000, rtol=1e-6, atol=1e-8,
+                      solver="tsit5").ys
+        return jnp.mean(ys**2)
+
+    grad_s = _median_seconds(jax.jit(lambda p: ol.gradient(loss, p)), params, repeats=repeats)
     rows = []
-    grads = {}
-    for m in ("auto", "interpolating"):
-        grad = eqx.filter_jit(lambda d, m=m: ol.gradient(loss, eqx.combine(d, static), m))
-        grads[m] = _median_seconds(grad, diff, repeats=repeats)
-    hv = eqx.filter_jit(lambda d: ol.hvp(loss, eqx.combine(d, static), vec))
-    hvp_s = _median_seconds(hv, diff, repeats=repeats)
-    rows.append(_ratio_row(name, "HVP / gradient (auto both)", "auto", hvp_s, grads["auto"],
-                           "target ≤ 4"))
-    rows.append(_ratio_row(name, "HVP / gradient (interpolating)", "interpolating", hvp_s,
-                           grads["interpolating"]))
+    for m in ("auto", "checkpoint", "interpolating", "forward", "direct"):
+        hv = jax.jit(lambda p, m=m: ol.hvp(loss, p, vec, m))
+        rows.append(_ratio_row("lorenz (1000 saves)", "HVP / gradient (auto)", m,
+                               _median_seconds(hv, params, repeats=repeats), grad_s))
     return rows
 
 
@@ -125,9 +144,12 @@ def hessian_rows(repeats: int) -> list[dict]:
         return jnp.mean(sol.ys**2)
 
     grad_s = _median_seconds(jax.jit(lambda p: ol.gradient(loss, p)), params, repeats=repeats)
-    hess_s = _median_seconds(jax.jit(lambda p: ol.hessian(loss, p)), params, repeats=repeats)
-    return [_ratio_row("tanh network, 20 params", "dense Hessian / gradient", "auto", hess_s,
-                       grad_s)]
+    rows = []
+    for m in ("auto", "checkpoint", "forward", "direct"):
+        hess = jax.jit(lambda p, m=m: ol.hessian(loss, p, m))
+        rows.append(_ratio_row("tanh network, 20 params", "dense Hessian / gradient (auto)", m,
+                               _median_seconds(hess, params, repeats=repeats), grad_s))
+    return rows
 
 
 def memory_rows(methods: list[str], steps: int = 100_000) -> list[dict]:
@@ -163,6 +185,7 @@ def run(quick: bool = False) -> list[dict]:
         lambda: lorenz_rows(repeats, lorenz_methods),
         lambda: neural_rows(repeats, ["auto", "checkpoint", "interpolating"]),
         lambda: hvp_rows(repeats),
+        lambda: lorenz_hvp_rows(repeats),
         lambda: hessian_rows(repeats),
         lambda: memory_rows(["auto", "checkpoint", "interpolating", "forward-sensitivity",
                              "backsolve"]),

@@ -76,7 +76,7 @@ def _second_order_method(method: Any) -> Any:
     obj = method_object(method)
     if obj == "auto":
         return None  # solves then pick a second-order method for the ("reverse", 2) request
-    if not obj.capabilities.supports("hvp"):
+    if not any("over-reverse" in r for r in obj.capabilities.second_order):
         raise MethodError(
             f"`method={obj.name!r}` cannot give the Hessian-vector products that implicit "
             "differentiation needs. Use method='direct' or 'auto', or mode='unrolled'."

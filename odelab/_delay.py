@@ -47,6 +47,7 @@ from ._solve import (
 from ._solvers import DEFAULT_EXPLICIT, DEFAULT_STIFF, solver_spec
 from ._system import System, _check_finite, _float_array, check_t_span
 from .methods import method_object
+from .methods._over_forward import wants_route
 
 DEFAULT_INTERVAL_STEPS = 1024  # max_steps of each interval between breakpoints
 # a result code of our own (diffrax's are small integers): the breakpoint grid fell short
@@ -418,7 +419,9 @@ def _resolve_method(method: Any, defaults: Any):
     method = method_object(method if method is not None else "auto")
     if method == "auto":
         method = choose_method(defaults.derivative)
-        if method.name not in SUPPORTED_METHODS:  # e.g. an ODE-only method: take the plain one
+        # an ODE-only method, or checkpoint's reverse-over-forward rule (ODE solves only):
+        # take the plain one
+        if method.name not in SUPPORTED_METHODS or wants_route(defaults.derivative):
             direction, order = (defaults.derivative or ("reverse", 1))[:2]
             name = "direct" if order >= 2 else (
                 "forward" if direction == "forward" else "checkpoint")

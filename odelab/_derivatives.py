@@ -23,6 +23,7 @@ from . import _context
 from ._errors import InputError, MethodError, OdelabError, SolveError
 from ._solve import DEFAULT_ATOL, DEFAULT_RTOL, _as_params, _check_tolerance, _traced
 from .methods import METHODS, GradientMethod, method_object
+from .methods._over_forward import ROUTE as OVER_FORWARD
 
 # what each derivative function asks of the solves: (direction, order) for "auto" and checks
 _REQUEST_ORDER = {
@@ -41,6 +42,7 @@ _REQUEST_WORDS = {
     "nested-gradient": "gradients of objectives that themselves take gradients through solves",
 }
 FEW_PARAMETERS = 3  # up to this many, forward mode beats an adjoint for a gradient
+FEW_PARAMETERS_FOR_HESSIAN = 20  # up to this many, forward over forward beats n HVPs
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,18 +79,21 @@ def _resolve(method: Any, request: str, n_params: int) -> tuple[GradientMethod |
 def _auto_route(request: str, n_params: int, nested: bool) -> tuple:
     """The route "auto" takes; the solves' `choose_method` reads it to pick their method.
 
-    Few parameters: forward sensitivities for first derivatives. Second order (not nested): a
-    third element "composable" asks for forward-over-reverse through the `interpolating`
-    primitive, whose cost does not grow with the number of parameters. Nested gradients
-    (reverse over reverse) stay a plain ("reverse", order) and get `direct`.
+    First derivatives: forward mode for few parameters, else reverse. Second order (not
+    nested): reverse over forward sensitivities (HVP ≈ 2–3 gradients whatever the number of
+    parameters), except dense Hessians of few parameters, where forward over forward is
+    cheaper. Nested gradients (reverse over reverse) are a plain ("reverse", order) and get
+    `direct`. Measured in benchmarks/bench_gradients.py.
     """
     direction, order = _REQUEST_ORDER[request]
     if nested:
         return "reverse", order + 1
     if request in ("gradient", "jacobian") and n_params <= FEW_PARAMETERS:
         return "forward", 1
+    if request == "hessian" and n_params <= FEW_PARAMETERS_FOR_HESSIAN:
+        return "forward", 2
     if order >= 2:
-        return "reverse", order, "composable"
+        return "reverse", order, OVER_FORWARD
     return direction, order
 
 
@@ -97,8 +102,11 @@ def _method_route(obj: GradientMethod, request: str) -> tuple[str, int]:
     direction, order = _REQUEST_ORDER[request]
     caps = obj.capabilities
     if order >= 2:
-        reverse_ok = any("over-reverse" in r for r in caps.second_order)
-        return ("reverse" if reverse_ok else "forward"), order
+        if any("over-reverse" in r for r in caps.second_order):
+            return "reverse", order
+        if OVER_FORWARD in caps.second_order:
+            return "reverse", order, OVER_FORWARD
+        return "forward", order
     prefers = getattr(obj, "prefers", None)
     if prefers == "forward" and caps.forward and request in ("gradient", "jacobian"):
         return "forward", order
@@ -317,8 +325,6 @@ def _run(
     route = _method_route(obj, kind) if obj is not None else _auto_route(kind, n, nested)
     if nested:
         route = ("reverse", _context.current().derivative[1] + _REQUEST_ORDER[kind][1])
-    if obj is None and route == ("forward", 2):
-        obj = METHODS["forward"]()  # forward-over-forward: only `forward` serves it with "auto"
     r, a = _tolerances(rtol, atol)
     key = _Key(
         kind,
@@ -581,6 +587,30 @@ def _value_with_codes(call: Callable, rtol: Any, atol: Any) -> Callable:
     return f
 
 
+def _over_forward(key: _Key) -> bool:
+    """Whether the route is reverse over forward sensitivities (see methods/_over_forward.py)."""
+    return OVER_FORWARD in key.route[2:]
+
+
+def _hvp_over_forward(f: Callable, diff: Any, vector: Any) -> tuple[Any, list]:
+    """(H·vector, solve codes) as ∇(∇f·vector): reverse mode over forward sensitivities.
+
+    The solves' step sizes follow the sensitivities too, so their status may depend on the
+    direction; it comes back as it is (batched under vmap, see `_worst`).
+    """
+
+    def directional(d):
+        _, derivative, codes = jax.jvp(f, (d,), (vector,), has_aux=True)
+        return derivative, codes
+
+    return jax.grad(directional, has_aux=True)(diff)
+
+
+def _worst(codes: list) -> list:
+    """Batched solve statuses (one per direction of a vmap) reduced to the worst of each."""
+    return [(jnp.max(code), jnp.min(t)) for code, t in codes]
+
+
 def _hvp_builder(call: Callable, key: _Key) -> Callable:
     def grad_fn(rtol, atol):
         f = _value_with_codes(call, rtol, atol)
@@ -599,6 +629,9 @@ def _hvp_builder(call: Callable, key: _Key) -> Callable:
         _, hv, codes = jax.jvp(g, (diff,), (vector,), has_aux=True)
         return hv, codes
 
+    def reverse_over_forward(diff, rtol, atol, vector):
+        return _hvp_over_forward(_value_with_codes(call, rtol, atol), diff, vector)
+
     def finite(diff, rtol, atol, vector):
         flat, unravel = ravel_pytree(diff)
         flat_v, _ = ravel_pytree(vector)
@@ -612,7 +645,9 @@ def _hvp_builder(call: Callable, key: _Key) -> Callable:
         hv = _central(lambda x: grad(x), flat, flat_v, h, key.fd[1])
         return unravel(hv), []
 
-    return eqx.filter_jit(finite if _is_fd(key) else hvp_)
+    if _is_fd(key):
+        return eqx.filter_jit(finite)
+    return eqx.filter_jit(reverse_over_forward if _over_forward(key) else hvp_)
 
 
 def hvp(
@@ -636,6 +671,10 @@ def _hessian_builder(call: Callable, key: _Key) -> Callable:
     def hess(diff, rtol, atol):
         flat, unravel = ravel_pytree(diff)
         f = lambda x: _value_with_codes(call, rtol, atol)(unravel(x))
+        if _over_forward(key):  # one row per direction, each reverse over forward
+            eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
+            rows, codes = jax.vmap(lambda e: _hvp_over_forward(f, flat, e))(eye)
+            return 0.5 * (rows + rows.T), _worst(codes)
         if key.route[0] == "forward":  # forward-over-forward
             inner = jax.jacfwd(f, has_aux=True)
         else:

@@ -26,6 +26,7 @@ from ._solution import Solution
 from ._solvers import DEFAULT_EXPLICIT, DEFAULT_STIFF, solver_spec
 from ._system import System, _float_array, check_t_span
 from .methods import GradientMethod, method_object
+from .methods._inner import tangent_field
 
 DEFAULT_RTOL = 1e-6
 DEFAULT_ATOL = 1e-8
@@ -81,7 +82,14 @@ def _vector_field(f):
     return lambda t, y, args: f(t, y, args)
 
 
-def _run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractAdjoint):
+def _run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractAdjoint,
+         tangents: tuple[Any, Any] | None = None):
+    """The diffrax solve of `config` on `inputs`, as a Solution.
+
+    tangents=(ty0, tp): integrate the forward sensitivities along (ty0, tp) with the state, the
+    error norm covering both (`tangent_field`); returns (Solution, (sensitivities at the save
+    times, at the end)).
+    """
     spec = solver_spec(config.solver)
     solver = spec.make()
     if config.fixed_steps:
@@ -98,14 +106,18 @@ def _run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractA
     else:
         subs = [diffrax.SubSaveAt(ts=inputs["ts"]), diffrax.SubSaveAt(t1=True)]
         saveat = diffrax.SaveAt(subs=subs, dense=config.save == "dense")
+    field, y0, args = _vector_field(config.f), inputs["y0"], inputs["params"]
+    if tangents is not None:
+        pdiff, prest = eqx.partition(args, eqx.is_inexact_array)
+        field, y0, args = tangent_field(config.f, prest), (y0, tangents[0]), (pdiff, tangents[1])
     out = diffrax.diffeqsolve(
-        diffrax.ODETerm(_vector_field(config.f)),
+        diffrax.ODETerm(field),
         solver,
         t0=inputs["t0"],
         t1=inputs["t1"],
         dt0=dt0,
-        y0=inputs["y0"],
-        args=inputs["params"],
+        y0=y0,
+        args=args,
         saveat=saveat,
         stepsize_controller=controller,
         adjoint=adjoint,
@@ -118,10 +130,12 @@ def _run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractA
         t_end, y_end = ts[last][None], ys[last][None]
     else:
         (ts, t_end), (ys, y_end) = out.ts, out.ys
+    if tangents is not None:
+        (ys, s_ys), (y_end, s_end) = ys, y_end
     dense = None
     if config.save == "dense":
         dense = eqx.tree_at(lambda s: (s.ts, s.ys), out, (None, None), is_leaf=lambda x: x is None)
-    return Solution(
+    sol = Solution(
         ts=ts,
         ys=ys,
         t_reached=t_end[-1],
@@ -139,6 +153,7 @@ def _run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractA
         stages=_stages(solver),
         solver_reason=config.solver_reason,
     )
+    return sol if tangents is None else (sol, (s_ys, s_end[-1]))
 
 
 def _stages(solver: diffrax.AbstractSolver) -> int:
@@ -178,7 +193,7 @@ def _integrate(config: SolveConfig, inputs: dict[str, Any]) -> Solution:
     size = int(np.prod(np.shape(inputs["y0"])))
     extra = {"config": config} if getattr(config.method, "uses_config", False) else {}
     return config.method.integrate(
-        lambda inp, adjoint: _run(config, inp, adjoint),
+        functools.partial(_run, config),
         inputs,
         max_steps=config.max_steps,
         state_size=size,
@@ -406,22 +421,24 @@ def _value_key(*trees: Any) -> tuple:
 def choose_method(request: tuple | None, stiff: bool = False) -> GradientMethod:
     """`method="auto"`: the method that serves the derivative the surrounding call asks for.
 
-    No derivative: `checkpoint` (its forward solve is the plain one). Forward first order (few
-    parameters, or ol.jvp): `forward`, the cheapest measured, except with a stiff (implicit)
-    solver, where it is `forward-sensitivity`: its step control covers the tangents, while
-    `forward` differentiates steps chosen for the state alone. Reverse first order: `checkpoint` (exact, never re-integrates the state backward). Second order: the
-    `interpolating` primitive (forward over its adjoint); a gradient of a gradient (nested
-    calls, request without the "composable" mark): `direct`, the one route reverse over reverse.
+    No derivative: `checkpoint` (its forward solve is the plain one). Forward mode (few
+    parameters, ol.jvp, forward-over-forward Hessians): `forward`, the cheapest measured,
+    except with a stiff (implicit) solver, where it is `forward-sensitivity`: its step control
+    covers the tangents, while `forward` differentiates steps chosen for the state alone.
+    Reverse first order: `checkpoint` (exact, never re-integrates the state backward). Reverse
+    over forward (HVPs): `checkpoint` with its sensitivity rule. A gradient of a gradient
+    (nested calls, reverse over reverse): `direct`, the one route that composes so.
     """
     from .methods import METHODS
+    from .methods._over_forward import wants_route
 
     if request is None:
         return METHODS["checkpoint"]()
     direction, order = request[0], request[1]
-    if order >= 2:
-        return METHODS["interpolating" if "composable" in request[2:] else "direct"]()
     if direction == "forward":
         return METHODS["forward-sensitivity" if stiff else "forward"]()
+    if order >= 2 and not wants_route(request):
+        return METHODS["direct"]()
     return METHODS["checkpoint"]()
 
 
@@ -542,6 +559,7 @@ def solve(
     method = method_object(method if method is not None else "auto")
     if method == "auto":
         method = choose_method(defaults.derivative, stiff=spec.stiff)
+    method = method.for_derivative(defaults.derivative)
 
     fixed, dt, rtol, atol = step_settings(spec, dt, rtol, atol, defaults)
     n_max = _check_max_steps(max_steps)

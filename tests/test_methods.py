@@ -254,8 +254,15 @@ def test_auto_choices():
         "forward-sensitivity"
     assert choose_method(_auto_route("gradient", 50, False), stiff=True).name == "checkpoint"
     assert choose_method(_auto_route("gradient", 50, False)).name == "checkpoint"
-    assert choose_method(_auto_route("hvp", 50, False)).name == "interpolating"
-    assert choose_method(_auto_route("hessian", 2, False)).name == "interpolating"
+    # second order: reverse over forward sensitivities through checkpoints; dense Hessians of
+    # few parameters forward over forward (forward sensitivities with a stiff solver)
+    for request, n in (("hvp", 2), ("hvp", 50), ("hessian", 50)):
+        chosen = choose_method(_auto_route(request, n, False))
+        assert chosen.name == "checkpoint" and chosen.for_derivative(
+            _auto_route(request, n, False)).tangent_rule
+    assert choose_method(_auto_route("hessian", 2, False)).name == "forward"
+    assert choose_method(_auto_route("hessian", 2, False), stiff=True).name == \
+        "forward-sensitivity"
     assert choose_method(_auto_route("gradient", 2, True)).name == "direct"
     assert "backsolve" not in {choose_method(_auto_route(r, n, False)).name
                                for r in ("gradient", "jvp", "hvp") for n in (1, 100)}

@@ -108,4 +108,4 @@ def test_spectrum_input_errors(quadratic):
     with pytest.raises(ol.InputError, match="k="):
         hessian_spectrum(loss, params, k=N + 1)
     with pytest.raises(ol.MethodError):
-        hessian_spectrum(loss, params, k=1, method="checkpoint")
+        hessian_spectrum(loss, params, k=1, method="backsolve")

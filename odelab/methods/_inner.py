@@ -58,21 +58,26 @@ def _field(config, prest):
     return lambda t, y, pdiff: config.f(t, y, eqx.combine(pdiff, prest))
 
 
-def tangent_solve(config, rest, pdiff, prest, ty0, tp):
-    """Forward sensitivities along (ty0, tp) at the save times and at t1.
+def tangent_field(f, prest):
+    """The field of the state y and its forward sensitivity s = ∂y/∂(y0, p)·(ẏ0, ṗ) together.
 
-    The sensitivities are part of the integrated state, so the controller's error norm (RMS over
-    every component, each scaled by rtol·|value| + atol) bounds their error as well as the state's.
+    State (y, s), args (differentiable params, ṗ): s' = (∂f/∂y)s + (∂f/∂p)ṗ, one jvp of f.
+    Integrated as one state, the controller's error norm (RMS over every component, each scaled
+    by rtol·|value| + atol) bounds the sensitivities' error as well as the state's.
     """
-    f = _field(config, prest)
 
     def augmented(t, z, args):
         (y, s), (p, dp) = z, args
-        return jax.jvp(lambda yy, pp: f(t, yy, pp), (y, p), (s, dp))
+        return jax.jvp(lambda yy, pp: f(t, yy, eqx.combine(pp, prest)), (y, p), (s, dp))
 
+    return augmented
+
+
+def tangent_solve(config, rest, pdiff, prest, ty0, tp):
+    """Forward sensitivities along (ty0, tp) at the save times and at t1 (see `tangent_field`)."""
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=rest["ts"]), diffrax.SubSaveAt(t1=True)])
-    out = _diffeqsolve(config, rest, augmented, (rest["y0"], ty0), (pdiff, tp), rest["t0"],
-                       rest["t1"], saveat)
+    out = _diffeqsolve(config, rest, tangent_field(config.f, prest), (rest["y0"], ty0),
+                       (pdiff, tp), rest["t0"], rest["t1"], saveat)
     (_, s_ys), (_, s_end) = out.ys
     return s_ys, s_end[-1]
 

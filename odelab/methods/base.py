@@ -70,6 +70,12 @@ class GradientMethod(abc.ABC):
         """Run `run(inputs, adjoint)` so that the solve differentiates the way this method does."""
         return run(inputs, self.adjoint(max_steps=max_steps, state_size=state_size))
 
+    def for_derivative(self, derivative: tuple | None) -> GradientMethod:
+        """The method a solve runs with when the enclosing derivative call asks for
+        `derivative` ((direction, order, route marks...) or None): itself, unless one of its
+        second-order routes needs the solve set up differently."""
+        return self
+
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and vars(self) == vars(other)
 
