@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import diffrax
@@ -52,6 +52,14 @@ class SolveConfig:
     fixed_steps: bool
     max_steps: int
     solver_reason: str = dataclasses.field(default="", compare=False)
+
+    def __hash__(self) -> int:  # looked up on every solve: computed once
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)
+                                if f.compare))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
 
 class _Counter:
@@ -214,6 +222,8 @@ def _scalar(argument: str, value: Any) -> Any:
         if value.shape != ():
             raise InputError(f"`{argument}` must be a single number; got shape {value.shape}.")
         return value
+    if type(value) in (float, int):  # the common case, fast
+        return float(value)
     if isinstance(value, bool):
         raise InputError(f"`{argument}` is a bool; give a number.")
     arr = _float_array(argument, value)
@@ -545,7 +555,8 @@ def solve(
     defaults = _lab_defaults_under(_context.current())
     y0 = system.y0 if y0 is None else system.check_y0(y0)
     params = _as_params(system.merge_params(params), host=True)
-    _check_params_finite(params)
+    if not isinstance(system.params, Mapping):  # named values were checked as they were merged
+        _check_params_finite(params)
     t0, t1 = check_t_span(system.t_span if t_span is None else t_span)
 
     solver = solver if solver is not None else defaults.solver
@@ -613,8 +624,9 @@ def solve(
     if traced:
         _context.record(sol.result, sol.t_reached)
         return sol
-    _SEEN_CONFIGS.add(config)
-    sol = jax.block_until_ready(sol)
+    if new_program:
+        _SEEN_CONFIGS.add(config)
+    ok = sol.ok  # reads the status on the host, so the solve has finished
     elapsed = time.perf_counter() - start
     compiled = COMPILATIONS.traces > before
     if compiled:
@@ -626,12 +638,12 @@ def solve(
         **({"compile_time_s": elapsed} if compiled else {"run_time_s": elapsed}),
         n_compiles=COMPILATIONS.traces,
     )
-    if not sol.ok:
+    if not ok:
         sol = dataclasses.replace(
             sol, failure_hint=explain_failure(system, sol, params, rtol, (t0, t1))
         )
     _context.notify_solve(system, y0, params, (t0, t1), spec.name, sol)
-    if not sol.ok and throw:
+    if not ok and throw:
         raise SolveError(sol.failure_hint)
     return sol
 

@@ -410,6 +410,11 @@ class System:
 
 def check_param_value(argument: str, value: Any, like: Any) -> Any:
     """Check a new value for one parameter against its default `like` (shape, finiteness)."""
+    if type(value) in (float, int) and type(like) in (float, int):  # the common case, fast
+        if not math.isfinite(value):
+            raise InputError(f"`{argument}` contains a non-finite value ({value}). Give finite "
+                             "numbers.")
+        return value
     if isinstance(value, jax.core.Tracer) or isinstance(value, eqx.Module):
         return value
     if isinstance(value, bool):
@@ -438,13 +443,16 @@ def check_t_span(t_span: Any) -> tuple[Any, Any]:
         ) from None
     if isinstance(t0, jax.core.Tracer) or isinstance(t1, jax.core.Tracer):
         return t0, t1
-    for label, v in (("t0", t0), ("t1", t1)):
+    plain = type(t0) in (float, int) and type(t1) in (float, int)  # the common case, fast
+    for label, v in () if plain else (("t0", t0), ("t1", t1)):
         arr = _float_array(f"t_span ({label})", v)
         if arr.ndim:
             raise InputError(f"`t_span` {label} must be a number; got shape {arr.shape}.")
         if not math.isfinite(float(arr)):
             raise InputError(f"`t_span` {label}={float(arr)} is not finite; give finite times.")
     t0, t1 = float(t0), float(t1)
+    if plain and not (math.isfinite(t0) and math.isfinite(t1)):
+        raise InputError(f"`t_span=({t0}, {t1})` is not finite; give finite times.")
     if t1 == t0:
         raise InputError(
             f"`t_span=({t0:g}, {t1:g})` is empty; the end time must differ from the start."
