@@ -5,7 +5,9 @@
     python benchmarks/run.py --only bench_solve,bench_scipy
 
 Every figure is a ratio or a pair measured side by side in this run, with medians over
-repeats; the machine and the versions are recorded at the top of the report.
+repeats; the machine and the versions are recorded at the top of the report. Plots of the
+same rows (benchmarks/plots.py, needs matplotlib) go to benchmark-figures/ next to the report
+and are embedded under each section.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+FIGURES = "benchmark-figures"  # the folder for the PNGs, next to the report
 SUITE = {
     "bench_solve": "odelab vs diffrax called directly; cold vs warm compilation cache",
     "bench_scipy": "odelab vs scipy solve_ivp and scipy finite-difference gradients",
@@ -43,7 +46,8 @@ def _machine() -> list[str]:
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         f"- python {platform.python_version()}, jax {jax.__version__}, "
-        f"diffrax {diffrax.__version__}, equinox {equinox.__version__}, odelab {odelab.__version__}",
+        f"diffrax {diffrax.__version__}, equinox {equinox.__version__}, "
+        f"odelab {odelab.__version__}",
         f"- JAX devices: {', '.join(str(d) for d in jax.devices())}",
     ]
 
@@ -70,6 +74,8 @@ def run(quick: bool, only: list[str] | None, output: Path) -> int:
               + (" --quick" if quick else "") + "`. Ratios are odelab / other unless the "
               "column says otherwise; times in seconds (medians).", "", *_machine(), ""]
     failures = 0
+    results: dict[str, list[dict]] = {}
+    ends: dict[str, int] = {}  # where each section's figures go in `report`
     for name, what in SUITE.items():
         if only and name not in only:
             continue
@@ -89,10 +95,36 @@ def run(quick: bool, only: list[str] | None, output: Path) -> int:
             report += ["```", traceback.format_exc(limit=5), "```", ""]
             continue
         report += _table(rows) + ["", f"({time.perf_counter() - start:.0f} s)", ""]
+        results[name], ends[name] = rows, len(report)
         print(f"{name}: {len(rows)} rows in {time.perf_counter() - start:.0f} s", flush=True)
-    output.write_text("\n".join(report))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(report))  # the tables first: a plotting failure loses nothing
+    output.write_text("\n".join(_with_figures(report, results, ends, output)))
     print(f"wrote {output}")
     return 1 if failures else 0
+
+
+def _with_figures(report: list[str], results: dict, ends: dict, output: Path) -> list[str]:
+    """The report with the figures drawn from `results` embedded under their sections."""
+    if not results:
+        return report
+    folder = output.parent / FIGURES
+    try:
+        import plots
+
+        figures, failed = plots.write_figures(results, folder)
+    except ModuleNotFoundError as err:
+        if err.name != "matplotlib":
+            raise
+        return report + ["Figures not drawn: matplotlib is not installed "
+                         "(`pip install matplotlib`).", ""]
+    report = list(report)
+    for name in sorted(ends, key=ends.get, reverse=True):  # insert from the end: indices hold
+        report[ends[name]:ends[name]] = [
+            f"![{f.caption}]({FIGURES}/{f.name})" + "\n" for f in figures if f.section == name]
+    for figure in figures:
+        print(f"wrote {folder / figure.name}")
+    return report + [f"({message})" for message in failed] + ([""] if failed else [])
 
 
 def main() -> int:

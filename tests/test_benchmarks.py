@@ -1,6 +1,7 @@
 """A short smoke run of the benchmark suite: it runs, and reports measured ratios."""
 
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,11 @@ def test_quick_run_writes_a_report(tmp_path):
     assert "## bench_solve" in text and "## bench_scipy" in text
     assert "solve overhead vs diffrax" in text and "cold vs warm" in text
     assert "Traceback" not in text
+    # figures drawn from the same rows, embedded with paths relative to the report
+    figures = re.findall(r"!\[[^\]]+\]\(([^)\s]+\.png)\)", text)
+    assert figures, "the report embeds no figure"
+    for ref in figures:
+        png = out.parent / ref
+        assert png.is_file(), ref
+        data = png.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000, ref
