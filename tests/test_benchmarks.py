@@ -31,7 +31,8 @@ def test_quick_run_writes_a_report(tmp_path):
                     "bench_solve,bench_scipy", "--output", str(out)], check=True, timeout=900)
     text = out.read_text()
     assert "## bench_solve" in text and "## bench_scipy" in text
-    assert "solve overhead vs diffrax" in text and "cold vs warm" in text
+    assert "solve inside jax.jit vs diffrax" in text and "eager ol.solve vs jitted diffrax" in text
+    assert "cold vs warm" in text
     assert "Traceback" not in text
     # figures drawn from the same rows, embedded with paths relative to the report
     figures = re.findall(r"!\[[^\]]+\]\(([^)\s]+\.png)\)", text)
