@@ -30,7 +30,13 @@ from ._delay_steps import (
     sweep,
     uniform_count,
 )
-from ._errors import InputError, MethodError, OdelabError, VectorFieldError, closest
+from ._errors import (
+    InputError,
+    MethodNotApplicableError,
+    OdelabError,
+    VectorFieldError,
+    closest,
+)
 from ._solution import Solution, result_name
 from ._solve import (
     COMPILATIONS,
@@ -429,7 +435,7 @@ def _resolve_method(method: Any, defaults: Any):
     if method.name not in SUPPORTED_METHODS:
         hint = (" Its continuous counterpart for delay equations is method='delay-adjoint'."
                 if method.name == "backsolve" else "")
-        raise MethodError(
+        raise MethodNotApplicableError(
             f"`method={method.name!r}` does not apply to delay equations.{hint} Methods for a "
             f"DelaySystem: {', '.join(map(repr, SUPPORTED_METHODS))}."
         )

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._delay_steps import History, Past, Stepper, build_grid, empty_history, nudged, sweep
-from ._errors import MethodError
+from ._errors import MethodNotApplicableError
 from .methods import register_method
 from .methods.base import Capabilities, GradientMethod
 
@@ -59,7 +59,7 @@ class DelayAdjoint(GradientMethod):
     )
 
     def adjoint(self, *, max_steps: int, state_size: int) -> diffrax.AbstractAdjoint:
-        raise MethodError(
+        raise MethodNotApplicableError(
             "`method='delay-adjoint'` applies to ol.DelaySystem only. For an ordinary System use "
             "method='backsolve' (its continuous adjoint) or method='checkpoint'."
         )

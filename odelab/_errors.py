@@ -30,6 +30,10 @@ class MethodError(OdelabError):
     """A gradient method was asked for a derivative it cannot give."""
 
 
+class MethodNotApplicableError(MethodError):
+    """A gradient method does not apply to the kind of system solved (ODE or delay equation)."""
+
+
 def closest(name: str, choices: Iterable[str]) -> str:
     """A ' Did you mean ...?' suffix naming the closest of `choices`, or an empty string."""
     match = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)

@@ -8,6 +8,7 @@ Node.js is this machine's (binder/environment.yml asks conda for nodejs >= 20 in
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
@@ -97,6 +98,8 @@ def build(root: Path) -> BinderEnv:
     """Copy the repository to root/source and build binder/ into root/venv (once per process)."""
     root.mkdir(parents=True, exist_ok=True)
     source, prefix = root / "source", root / "venv"
+    for leftover in (source, prefix):  # from a build that failed part-way
+        shutil.rmtree(leftover, ignore_errors=True)
     start = time.perf_counter()
     _copy_repository(source)
     subprocess.run([sys.executable, "-m", "venv", str(prefix)], check=True)
@@ -114,5 +117,26 @@ def build(root: Path) -> BinderEnv:
 
 
 def session_env(tmp_path_factory) -> BinderEnv:
-    """The session's Binder environment, shared by every test module that asks for it."""
-    return build(tmp_path_factory.getbasetemp() / "binder")
+    """The session's Binder environment, shared by every test module that asks for it.
+
+    With pytest-xdist every worker has its own base temp directory under one shared parent;
+    the environment is built once there, under a file lock, and the other workers reuse it.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    return _shared_build(base / "binder")
+
+
+def _shared_build(root: Path) -> BinderEnv:
+    root.mkdir(parents=True, exist_ok=True)
+    done = root / "built.json"
+    with (root.parent / "binder.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if done.exists():
+            return BinderEnv(**{k: Path(v) if k != "build_seconds" else v
+                                for k, v in json.loads(done.read_text()).items()})
+        env = build(root)
+        done.write_text(json.dumps({"source": str(env.source), "prefix": str(env.prefix),
+                                    "build_seconds": env.build_seconds}))
+        return env

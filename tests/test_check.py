@@ -281,3 +281,16 @@ def test_bursting_check_flags_loose_tolerances_and_recommends_a_fix():
     g = ol.gradient(fun, params, method=rec.method, rtol=rec.rtol, atol=rec.rtol * 1e-2)
     spurious = np.linalg.norm(np.array(list(g.values())))
     assert spurious < 1e-6 * report.scale
+
+
+def test_methods_for_another_kind_of_system_are_left_out_by_default():
+    from odelab import _delay_adjoint  # noqa: F401  (registers "delay-adjoint")
+
+    report = ol.check_gradient(decay_loss, DECAY_PARAMS, rtols=(1e-6,), diagnose=False)
+    assert "delay-adjoint" not in [r.method for r in report.rows]
+    assert {"checkpoint", "interpolating", "forward"} <= {r.method for r in report.rows}
+    assert report.ok, report
+    asked = ol.check_gradient(decay_loss, DECAY_PARAMS, methods=["delay-adjoint"],
+                              rtols=(1e-6,), diagnose=False)
+    assert asked.rows[0].verdict == "failed"
+    assert "DelaySystem only" in " ".join(asked.rows[0].notes)

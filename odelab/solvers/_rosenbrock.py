@@ -134,6 +134,11 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
         y0_flat = field.y0
         dtype = y0_flat.dtype
         h = jnp.asarray(t1 - t0, dtype=dtype)
+        # A zero-length step (a batched solve whose member has finished runs on, its result
+        # discarded) would divide by zero, and the infinities would turn into NaN gradients
+        # even through the discarded branch: give it a tiny step and return y0.
+        empty = h == 0
+        h = jnp.where(empty, jnp.finfo(dtype).eps * jnp.maximum(1.0, jnp.abs(t0)), h)
         f0, jac, dfdt = field.with_jacobian(t0, y0_flat)
         n = y0_flat.shape[0]
         lu = jsl.lu_factor(jnp.eye(n, dtype=dtype) / (tab.gamma * h) - jac)
@@ -151,8 +156,8 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
             ks.append(jsl.lu_solve(lu, rhs))
         k = jnp.stack(ks)
 
-        y1_flat = y0_flat + jnp.asarray(tab.b, dtype) @ k
-        error_flat = ks[-1]
+        y1_flat = jnp.where(empty, y0_flat, y0_flat + jnp.asarray(tab.b, dtype) @ k)
+        error_flat = jnp.where(empty, 0.0, ks[-1])
         dense_k = jnp.asarray(tab.dense, dtype) @ k
         y1 = field.unravel(y1_flat)
         dense_info = dict(y0=y0, y1=y1, k=field.unravel_stack(dense_k))
