@@ -43,6 +43,7 @@ _REQUEST_WORDS = {
 }
 FEW_PARAMETERS = 3  # up to this many, forward mode beats an adjoint for a gradient
 FEW_PARAMETERS_FOR_HESSIAN = 20  # up to this many, forward over forward beats n HVPs
+HESSIAN_BATCH = 32  # Hessian rows (HVPs) vmapped together; more would hold more solves in memory
 
 
 # --------------------------------------------------------------------------------------------
@@ -671,15 +672,22 @@ def _hessian_builder(call: Callable, key: _Key) -> Callable:
     def hess(diff, rtol, atol):
         flat, unravel = ravel_pytree(diff)
         f = lambda x: _value_with_codes(call, rtol, atol)(unravel(x))
-        if _over_forward(key):  # one row per direction, each reverse over forward
-            eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
-            rows, codes = jax.vmap(lambda e: _hvp_over_forward(f, flat, e))(eye)
-            return 0.5 * (rows + rows.T), _worst(codes)
-        if key.route[0] == "forward":  # forward-over-forward
-            inner = jax.jacfwd(f, has_aux=True)
-        else:
-            inner = jax.grad(f, has_aux=True)
-        return jax.jacfwd(inner, has_aux=True)(flat)
+        if key.route[0] == "forward":  # forward over forward: for few parameters
+            return jax.jacfwd(jax.jacfwd(f, has_aux=True), has_aux=True)(flat)
+        if _over_forward(key):  # each row an HVP, reverse over forward
+
+            def row(e):
+                return _hvp_over_forward(f, flat, e)
+
+        else:  # each row an HVP, forward over reverse
+
+            def row(e):
+                return jax.jvp(jax.grad(f, has_aux=True), (flat,), (e,), has_aux=True)[1:]
+
+        # the rows in vmapped batches: memory grows with the batch, not the parameter count
+        eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
+        rows, codes = jax.lax.map(row, eye, batch_size=min(flat.shape[0], HESSIAN_BATCH))
+        return 0.5 * (rows + rows.T), _worst(codes)
 
     def finite(diff, rtol, atol):
         flat, unravel = ravel_pytree(diff)
