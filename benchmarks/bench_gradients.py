@@ -176,6 +176,37 @@ def memory_rows(methods: list[str], steps: int = 100_000) -> list[dict]:
     return rows
 
 
+def network_memory_rows(steps: int) -> list[dict]:
+    """Many parameters through many steps: memory and time of a gradient against the solve,
+    for `auto` (checkpoint, one checkpoint per step: fastest), checkpoint with 32 checkpoints
+    (binomial schedule: less memory, more recomputation) and backsolve (constant memory)."""
+    system, mlp, n = _mlp_system(16, 2, seed=2)
+    diff, static = eqx.partition(mlp, eqx.is_inexact_array)
+    t1 = 10.0
+
+    def loss(d, method=None):
+        ys = ol.solve(system, params=eqx.combine(d, static), t_span=(0.0, t1), saveat=100,
+                      dt=t1 / steps, solver="tsit5", max_steps=steps + 10, method=method).ys
+        return jnp.mean(ys**2)
+
+    def measured(fn):
+        compiled = jax.jit(fn).lower(diff).compile()
+        stats = compiled.memory_analysis()
+        seconds = _median_seconds(compiled, diff, repeats=1)
+        return float(stats.temp_size_in_bytes + stats.output_size_in_bytes), seconds
+
+    name = f"neural ODE ({n} params), {steps // 1000}k steps"
+    base_bytes, base_s = measured(loss)
+    rows = [_ratio_row(name, "memory: solve", "-", base_bytes, 1.0, "bytes")]
+    for label, m in (("auto", "auto"), ("checkpoint(32)", ol.methods.Checkpoint(32)),
+                     ("backsolve", "backsolve")):
+        b, s_ = measured(lambda d, m=m: ol.gradient(loss, d, m))
+        rows.append(_ratio_row(name, "memory: gradient / solve", label, b, base_bytes,
+                               "bytes; target ≤ 3"))
+        rows.append(_ratio_row(name, "time: gradient / solve", label, s_, base_s))
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     """Every measurement, as a list of rows (problem, what, method, seconds, ratio, note)."""
     repeats = 3 if quick else 10
@@ -189,6 +220,7 @@ def run(quick: bool = False) -> list[dict]:
         lambda: hessian_rows(repeats),
         lambda: memory_rows(["auto", "checkpoint", "interpolating", "forward-sensitivity",
                              "backsolve"]),
+        lambda: network_memory_rows(20_000 if quick else 100_000),
     ]
     rows: list[dict] = []
     for part in parts:

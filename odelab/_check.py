@@ -351,7 +351,8 @@ def check_gradient(
     """Check the gradient of `fun` (which calls `ol.solve`) at `params`; see GradientReport.
 
     methods: names or method objects to check (default: every method that gives gradients),
-      e.g. ["checkpoint", "forward", ol.methods.FiniteDifference(step=1e-3)].
+      e.g. ["checkpoint", "forward", ol.methods.FiniteDifference(step=1e-3)] (the method
+      classes hang off `ol.methods`).
     rtols: the tolerances of the convergence study (default 1e-4, 1e-6, 1e-8, 1e-10); `rtol`
       (default odelab's 1e-6) is the one whose result sets each method's verdict.
     reference: "auto" (the `forward-sensitivity` method if registered, else `forward` — or

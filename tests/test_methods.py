@@ -334,3 +334,10 @@ def test_stiff_hessian_by_reverse_over_forward(solver):
     want = jax.jvp(jax.grad(exact), (x0,), (jnp.array([0.0, 1.0]),))[1]
     np.testing.assert_allclose([float(hv["a"]), float(hv["b"])], want, rtol=1e-6,
                                atol=1e-6 * float(np.max(np.abs(want))))
+
+
+def test_method_classes_hang_off_the_table_function():
+    table = ol.methods()
+    assert "checkpoint" in table.names() and table["checkpoint"].second_order
+    assert ol.methods.Checkpoint(32).checkpoints == 32
+    assert ol.methods.FiniteDifference(step=1e-3).name == "finite-difference"

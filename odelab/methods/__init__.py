@@ -55,8 +55,19 @@ def method_object(method: Any) -> GradientMethod | str:
 
 
 def methods():
-    """The capability table of every gradient method (what `method=` accepts)."""
+    """The capability table of every gradient method (what `method=` accepts).
+
+    The method classes hang off this function too, for settings a name cannot carry:
+    `method=ol.methods.Checkpoint(checkpoints=32)` (less memory, more recomputation),
+    `ol.methods.FiniteDifference(step=1e-4)`.
+    """
     from .. import _delay_adjoint  # noqa: F401  (registers "delay-adjoint")
     from .table import MethodRow, MethodTable
 
     return MethodTable([MethodRow(name, cls.capabilities) for name, cls in METHODS.items()])
+
+
+for _cls in (Checkpoint, Direct, Backsolve, Forward, FiniteDifference, Interpolating,
+             ForwardSensitivity):
+    setattr(methods, _cls.__name__, _cls)
+del _cls
