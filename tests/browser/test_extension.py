@@ -67,6 +67,11 @@ def test_sidebar_lists_a_new_system_and_opens_its_explorer(page, jupyter_lab):
     # Rendered by Panel/Bokeh (a Bokeh root), showing the system by name.
     tab.locator("[data-root-id]").first.wait_for(state="attached")
     tab.get_by_text("decay", exact=True).first.wait_for()
+    # the README's picture of the sidebar and an explorer tab, retaken on every run
+    tab.get_by_text("Trajectory", exact=True).first.wait_for()
+    page.wait_for_timeout(1000)  # let the plot draw
+    (REPO / "docs" / "images").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(REPO / "docs" / "images" / "jupyterlab-sidebar.png"))
 
 
 def odelab_launcher_cards(page):
