@@ -62,6 +62,21 @@ def test_gradient_with_new_values_never_compiles(lv):
     assert ol.compile_count() == before
 
 
+def test_second_order_with_new_values_never_compiles(lv):
+    def loss(p):
+        return jnp.sum(ol.solve(lv, params=p, saveat=20).ys ** 2)
+
+    vector = {k: 1.0 for k in lv.params}
+    ol.hvp(loss, lv.params, vector)  # auto: reverse over forward sensitivities
+    ol.hessian(loss, lv.params, method="checkpoint")
+    before = ol.compile_count()
+    for scale in (0.9, 1.1):
+        moved = {k: v * scale for k, v in lv.params.items()}
+        ol.hvp(loss, moved, {k: scale for k in lv.params}, rtol=1e-7 * scale)
+        ol.hessian(loss, moved, method="checkpoint")
+    assert ol.compile_count() == before
+
+
 def test_tolerances_given_or_not_share_programs_after_warm_up(lv):
     def loss(p):
         return ol.solve(lv, params=p, saveat=2).ys[-1, 0]

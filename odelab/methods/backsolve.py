@@ -23,7 +23,7 @@ class Backsolve(GradientMethod):
         nested=False,
         exact=False,
         memory="O(1) in steps",
-        cost="gradient ≈ 5–9 solves",
+        cost="gradient ≈ 3–9 solves",
         stiff="avoid: re-integrating a stiff or chaotic state backward is unstable",
         description="Continuous adjoint with the state re-integrated backward "
         "(diffrax BacksolveAdjoint).",

@@ -33,8 +33,8 @@ class Checkpoint(GradientMethod):
         second_order=(ROUTE,),
         nested=False,
         exact=True,
-        memory="O(checkpoints × state)",
-        cost="gradient ≈ 3–8 solves; HVP ≈ 2–3× gradient",
+        memory="O(checkpoints × state): one per step up to 256 MB; Checkpoint(k) for less",
+        cost="gradient ≈ 3–8 solves; HVP ≈ 1–4× gradient",
         stiff="fine: exact gradient of whatever the solver computed",
         description="Reverse mode through the solver steps with binomial checkpointing "
         "(diffrax RecursiveCheckpointAdjoint).",

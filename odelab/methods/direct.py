@@ -22,7 +22,7 @@ class Direct(GradientMethod):
         nested=True,
         exact=True,
         memory="O(max_steps × state)",
-        cost="gradient ≈ 25–70 solves; HVP ≈ 1.3× gradient",
+        cost="gradient ≈ 20–70 solves; HVP ≈ 1.3× its gradient",
         stiff="fine: exact gradient of whatever the solver computed",
         description="Autodiff through the unrolled solver (diffrax DirectAdjoint): composes with "
         "every transform.",

@@ -36,7 +36,7 @@ class Interpolating(GradientMethod):
         nested=False,
         exact=False,
         memory="O(steps × state) for the interpolant; no per-step tape",
-        cost="gradient ≈ 4–8 solves; HVP ≈ 2–3× gradient",
+        cost="gradient ≈ 10–70 solves (more with many save points); HVP ≈ 2–5× gradient",
         stiff="fine: the state comes from the forward interpolant, never from backward solving",
         description="Continuous adjoint reading the state from the forward solution's dense "
         "interpolant; forward sensitivities for jvp; composes with jvp, vmap, hessian.",
