@@ -612,23 +612,26 @@ def _worst(codes: list) -> list:
     return [(jnp.max(code), jnp.min(t)) for code, t in codes]
 
 
+def _hvp_over_reverse(f: Callable, diff: Any, vector: Any) -> tuple[Any, list]:
+    """(H·vector, solve codes) as the jvp of the gradient: forward mode over reverse."""
+    _, hv, codes = jax.jvp(jax.grad(f, has_aux=True), (diff,), (vector,), has_aux=True)
+    return hv, codes
+
+
 def _hvp_builder(call: Callable, key: _Key) -> Callable:
-    def grad_fn(rtol, atol):
+    def forward_over_forward(diff, rtol, atol, vector):
         f = _value_with_codes(call, rtol, atol)
-        if key.route[0] == "forward" and key.route[1] >= 2:
-            # forward-over-forward: the gradient as a forward-mode Jacobian
-            def g(d):
-                flat, unravel = ravel_pytree(d)
-                jac, codes = jax.jacfwd(lambda x: f(unravel(x)), has_aux=True)(flat)
-                return unravel(jac), codes
 
-            return g
-        return jax.grad(f, has_aux=True)
+        def g(d):  # the gradient as a forward-mode Jacobian
+            flat, unravel = ravel_pytree(d)
+            jac, codes = jax.jacfwd(lambda x: f(unravel(x)), has_aux=True)(flat)
+            return unravel(jac), codes
 
-    def hvp_(diff, rtol, atol, vector):
-        g = grad_fn(rtol, atol)
         _, hv, codes = jax.jvp(g, (diff,), (vector,), has_aux=True)
         return hv, codes
+
+    def forward_over_reverse(diff, rtol, atol, vector):
+        return _hvp_over_reverse(_value_with_codes(call, rtol, atol), diff, vector)
 
     def reverse_over_forward(diff, rtol, atol, vector):
         return _hvp_over_forward(_value_with_codes(call, rtol, atol), diff, vector)
@@ -648,7 +651,11 @@ def _hvp_builder(call: Callable, key: _Key) -> Callable:
 
     if _is_fd(key):
         return eqx.filter_jit(finite)
-    return eqx.filter_jit(reverse_over_forward if _over_forward(key) else hvp_)
+    if _over_forward(key):
+        return eqx.filter_jit(reverse_over_forward)
+    if key.route[0] == "forward":
+        return eqx.filter_jit(forward_over_forward)
+    return eqx.filter_jit(forward_over_reverse)
 
 
 def hvp(
@@ -674,19 +681,11 @@ def _hessian_builder(call: Callable, key: _Key) -> Callable:
         f = lambda x: _value_with_codes(call, rtol, atol)(unravel(x))
         if key.route[0] == "forward":  # forward over forward: for few parameters
             return jax.jacfwd(jax.jacfwd(f, has_aux=True), has_aux=True)(flat)
-        if _over_forward(key):  # each row an HVP, reverse over forward
-
-            def row(e):
-                return _hvp_over_forward(f, flat, e)
-
-        else:  # each row an HVP, forward over reverse
-
-            def row(e):
-                return jax.jvp(jax.grad(f, has_aux=True), (flat,), (e,), has_aux=True)[1:]
-
-        # the rows in vmapped batches: memory grows with the batch, not the parameter count
+        # each row an HVP, in vmapped batches: memory grows with the batch, not with n
+        hvp_route = _hvp_over_forward if _over_forward(key) else _hvp_over_reverse
         eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
-        rows, codes = jax.lax.map(row, eye, batch_size=min(flat.shape[0], HESSIAN_BATCH))
+        rows, codes = jax.lax.map(lambda e: hvp_route(f, flat, e), eye,
+                                  batch_size=min(flat.shape[0], HESSIAN_BATCH))
         return 0.5 * (rows + rows.T), _worst(codes)
 
     def finite(diff, rtol, atol):
