@@ -49,11 +49,11 @@ def run(quick: bool = False) -> list[dict]:
     rows = []
     for rtol in (1e-6, 1e-9):
         atol = rtol * 1e-2
-        scipy_t = _median(lambda: solve_ivp(_lorenz_np(p0[[2, 1, 0]]), (0.0, t1), lorenz.y0,
-                                            method="DOP853", t_eval=ts, rtol=rtol,
-                                            atol=atol).y, repeats)
-        odelab_t = _median(lambda: ol.solve(lorenz, saveat=n_save, solver="dopri8", rtol=rtol,
-                                            atol=atol).ys, repeats)
+        scipy_t = _median(lambda r=rtol, a=atol: solve_ivp(
+            _lorenz_np(p0[[2, 1, 0]]), (0.0, t1), lorenz.y0, method="DOP853", t_eval=ts, rtol=r,
+            atol=a).y, repeats)
+        odelab_t = _median(lambda r=rtol, a=atol: ol.solve(
+            lorenz, saveat=n_save, solver="dopri8", rtol=r, atol=a).ys, repeats)
         rows.append({"benchmark": f"Lorenz solve, rtol {rtol:g}: odelab dopri8 vs scipy DOP853",
                      "scipy_s": scipy_t, "odelab_s": odelab_t, "ratio": odelab_t / scipy_t})
 

@@ -364,7 +364,8 @@ def _central(f: Callable, x: Any, direction: Any, h: Any, richardson: bool) -> A
 
 
 def _fd_gradient(call: Callable, diff: Any, rtol: Any, atol: Any, step: Any, richardson: bool):
-    """Central differences (Richardson-extrapolated) of a scalar objective, all directions vmapped."""
+    """Central differences (Richardson-extrapolated) of a scalar objective, every direction
+    vmapped."""
     flat, unravel = ravel_pytree(diff)
     noise = jnp.maximum(rtol if rtol is not None else DEFAULT_RTOL, jnp.finfo(flat.dtype).eps)
     # balance truncation (h^2, or h^4 with Richardson) against solver noise (noise / h)

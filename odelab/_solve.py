@@ -397,7 +397,8 @@ def _decide_stiffness(system: System, y0: Any, params: Any, t_span: tuple[Any, A
             choice = (
                 DEFAULT_STIFF,
                 (
-                    f"stiff: an explicit probe ({DEFAULT_EXPLICIT}) took {PROBE_STEPS} steps without "
+                    f"stiff: an explicit probe ({DEFAULT_EXPLICIT}) took {PROBE_STEPS} steps "
+                    "without "
                     f"covering the first {PROBE_FRACTION:.0%} of t_span"
                 ),
             )

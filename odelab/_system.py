@@ -265,8 +265,8 @@ class System:
             unknown = [k for k in y0 if k not in self.states]
             if unknown:
                 raise InputError(
-                    f"`y0` names {unknown[0]!r}, which is not a state.{closest(unknown[0], self.states)}"
-                    f" States: {', '.join(self.states)}."
+                    f"`y0` names {unknown[0]!r}, which is not a state."
+                    f"{closest(unknown[0], self.states)} States: {', '.join(self.states)}."
                 )
             if missing:
                 raise InputError(
@@ -353,9 +353,9 @@ class System:
         """A system from equations typed as text, one per line.
 
         Accepts ``x' = a*x - b*x*y`` and ``dx/dt = ...`` forms, numbers, names, + - * / ** ^,
-        parentheses and a whitelist of math functions (sin, exp, log, sqrt, tanh, ...). Anything else
-        (attribute access, indexing, unknown functions, lambdas) is rejected; the text is never
-        evaluated as Python.
+        parentheses and a whitelist of math functions (sin, exp, log, sqrt, tanh, ...). Anything
+        else (attribute access, indexing, unknown functions, lambdas) is rejected; the text is
+        never evaluated as Python.
 
             >>> System.from_equations("x' = a*x - b*x*y\\ny' = -c*y + d*x*y",
             ...                       params=dict(a=1, b=0.5, c=2, d=0.5), y0=dict(x=1, y=0.5))

@@ -111,6 +111,7 @@ def test_a_lambda_reading_a_changed_global_is_not_served_a_stale_program(lv):
 
     grads = []
     for SCALE in (1.0, 3.0):  # noqa: B007  (the lambda reads the global)
-        grads.append(ol.gradient(lambda p: SCALE * loss(p), lv.params, method="checkpoint"))
+        grads.append(ol.gradient(lambda p: SCALE * loss(p), lv.params,  # noqa: B023
+                                 method="checkpoint"))
     for name in lv.params:
         assert float(grads[1][name]) == pytest.approx(3.0 * float(grads[0][name]), rel=1e-12)
