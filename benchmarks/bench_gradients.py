@@ -28,13 +28,21 @@ import odelab as ol
 
 
 def _median_seconds(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # warm-up: trace and compile
-    times = []
+    return _side_by_side({"fn": fn}, *args, repeats=repeats)["fn"]
+
+
+def _side_by_side(fns: dict, *args, repeats: int) -> dict:
+    """Median seconds of each program on `args`, compiled first, then timed in turn: every
+    round runs each once, so load on the machine and cache warmth hit all of them alike."""
+    for fn in fns.values():
+        jax.block_until_ready(fn(*args))  # warm-up: trace and compile
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _ratio_row(problem, what, method, num, den, note=""):
@@ -52,12 +60,12 @@ def lorenz_rows(repeats: int, methods: list[str]) -> list[dict]:
                       atol=1e-8, method=method, solver="tsit5").ys
         return jnp.mean(ys**2)
 
-    solve_s = _median_seconds(jax.jit(loss), params, repeats=repeats)
-    rows = [_ratio_row("lorenz (1000 saves)", "solve", "-", solve_s, solve_s)]
+    fns = {"-": jax.jit(loss)}
+    fns.update({m: jax.jit(lambda p, m=m: ol.gradient(loss, p, m)) for m in methods})
+    t = _side_by_side(fns, params, repeats=repeats)
+    rows = [_ratio_row("lorenz (1000 saves)", "solve", "-", t["-"], t["-"])]
     for m in methods:
-        grad = jax.jit(lambda p, m=m: ol.gradient(loss, p, m))
-        rows.append(_ratio_row("lorenz (1000 saves)", "gradient / solve", m,
-                               _median_seconds(grad, params, repeats=repeats), solve_s))
+        rows.append(_ratio_row("lorenz (1000 saves)", "gradient / solve", m, t[m], t["-"]))
     return rows
 
 
@@ -77,13 +85,13 @@ def neural_rows(repeats: int, methods: list[str]) -> list[dict]:
                       solver="tsit5").ys
         return jnp.mean((ys - target) ** 2)
 
-    solve_s = _median_seconds(eqx.filter_jit(loss), mlp, repeats=repeats)
+    fns = {"-": eqx.filter_jit(loss)}
+    fns.update({m: eqx.filter_jit(lambda p, m=m: ol.gradient(loss, p, m)) for m in methods})
+    t = _side_by_side(fns, mlp, repeats=repeats)
     name = f"neural ODE 2→64→64→2 ({n} params)"
-    rows = [_ratio_row(name, "solve", "-", solve_s, solve_s)]
+    rows = [_ratio_row(name, "solve", "-", t["-"], t["-"])]
     for m in methods:
-        grad = eqx.filter_jit(lambda p, m=m: ol.gradient(loss, p, m))
-        rows.append(_ratio_row(name, "gradient / solve", m,
-                               _median_seconds(grad, mlp, repeats=repeats), solve_s,
+        rows.append(_ratio_row(name, "gradient / solve", m, t[m], t["-"],
                                "target ≤ 4" if m == "auto" else ""))
     return rows
 
@@ -99,13 +107,14 @@ def hvp_rows(repeats: int) -> list[dict]:
         return jnp.mean(ys**2)
 
     name = f"MLP 2→100→100→2 ({n} params)"
-    grad = eqx.filter_jit(lambda d: ol.gradient(loss, eqx.combine(d, static)))
-    grad_s = _median_seconds(grad, diff, repeats=repeats)
-    rows = [_ratio_row(name, "gradient", "auto", grad_s, 1.0)]
-    for m in ("auto", "checkpoint", "interpolating", "direct"):
-        hv = eqx.filter_jit(lambda d, m=m: ol.hvp(loss, eqx.combine(d, static), vec, m))
-        rows.append(_ratio_row(name, "HVP / gradient (auto)", m,
-                               _median_seconds(hv, diff, repeats=repeats), grad_s,
+    routes = ("auto", "checkpoint", "interpolating", "direct")
+    fns = {"gradient": eqx.filter_jit(lambda d: ol.gradient(loss, eqx.combine(d, static)))}
+    fns.update({m: eqx.filter_jit(lambda d, m=m: ol.hvp(loss, eqx.combine(d, static), vec, m))
+                for m in routes})
+    t = _side_by_side(fns, diff, repeats=repeats)
+    rows = [_ratio_row(name, "gradient", "auto", t["gradient"], t["gradient"])]
+    for m in routes:
+        rows.append(_ratio_row(name, "HVP / gradient (auto)", m, t[m], t["gradient"],
                                "target ≤ 4" if m == "auto" else ""))
     return rows
 
@@ -121,13 +130,12 @@ def lorenz_hvp_rows(repeats: int) -> list[dict]:
                       solver="tsit5").ys
         return jnp.mean(ys**2)
 
-    grad_s = _median_seconds(jax.jit(lambda p: ol.gradient(loss, p)), params, repeats=repeats)
-    rows = []
-    for m in ("auto", "checkpoint", "interpolating", "forward", "direct"):
-        hv = jax.jit(lambda p, m=m: ol.hvp(loss, p, vec, m))
-        rows.append(_ratio_row("lorenz (1000 saves)", "HVP / gradient (auto)", m,
-                               _median_seconds(hv, params, repeats=repeats), grad_s))
-    return rows
+    routes = ("auto", "checkpoint", "interpolating", "forward", "direct")
+    fns = {"gradient": jax.jit(lambda p: ol.gradient(loss, p))}
+    fns.update({m: jax.jit(lambda p, m=m: ol.hvp(loss, p, vec, m)) for m in routes})
+    t = _side_by_side(fns, params, repeats=repeats)
+    return [_ratio_row("lorenz (1000 saves)", "HVP / gradient (auto)", m, t[m], t["gradient"])
+            for m in routes]
 
 
 def hessian_rows(repeats: int) -> list[dict]:
@@ -143,13 +151,12 @@ def hessian_rows(repeats: int) -> list[dict]:
         sol = ol.solve(system, params=p, saveat=50, rtol=1e-8, atol=1e-10, solver="tsit5")
         return jnp.mean(sol.ys**2)
 
-    grad_s = _median_seconds(jax.jit(lambda p: ol.gradient(loss, p)), params, repeats=repeats)
-    rows = []
-    for m in ("auto", "checkpoint", "forward", "direct"):
-        hess = jax.jit(lambda p, m=m: ol.hessian(loss, p, m))
-        rows.append(_ratio_row("tanh network, 20 params", "dense Hessian / gradient (auto)", m,
-                               _median_seconds(hess, params, repeats=repeats), grad_s))
-    return rows
+    routes = ("auto", "checkpoint", "forward", "direct")
+    fns = {"gradient": jax.jit(lambda p: ol.gradient(loss, p))}
+    fns.update({m: jax.jit(lambda p, m=m: ol.hessian(loss, p, m)) for m in routes})
+    t = _side_by_side(fns, params, repeats=repeats)
+    return [_ratio_row("tanh network, 20 params", "dense Hessian / gradient (auto)", m, t[m],
+                       t["gradient"]) for m in routes]
 
 
 def memory_rows(methods: list[str], steps: int = 100_000) -> list[dict]:
@@ -172,7 +179,7 @@ def memory_rows(methods: list[str], steps: int = 100_000) -> list[dict]:
     for m in methods:
         b = temp_bytes(lambda p, m=m: ol.gradient(loss, p, m))
         rows.append(_ratio_row(f"{steps // 1000}k steps", "memory: gradient / solve", m, b, base,
-                               "bytes; target ≤ 3"))
+                               "bytes; target ≤ 3" if m == "auto" else "bytes"))
     return rows
 
 
@@ -197,19 +204,19 @@ def network_memory_rows(steps: int) -> list[dict]:
 
     name = f"neural ODE ({n} params), {steps // 1000}k steps"
     base_bytes, base_s = measured(loss)
-    rows = [_ratio_row(name, "memory: solve", "-", base_bytes, 1.0, "bytes")]
+    rows = [_ratio_row(name, "memory: solve", "-", base_bytes, base_bytes, "bytes")]
     for label, m in (("auto", "auto"), ("checkpoint(32)", ol.methods.Checkpoint(32)),
                      ("backsolve", "backsolve")):
         b, s_ = measured(lambda d, m=m: ol.gradient(loss, d, m))
         rows.append(_ratio_row(name, "memory: gradient / solve", label, b, base_bytes,
-                               "bytes; target ≤ 3"))
+                               "bytes; target ≤ 3" if label == "auto" else "bytes"))
         rows.append(_ratio_row(name, "time: gradient / solve", label, s_, base_s))
     return rows
 
 
 def run(quick: bool = False) -> list[dict]:
     """Every measurement, as a list of rows (problem, what, method, seconds, ratio, note)."""
-    repeats = 3 if quick else 10
+    repeats = 5 if quick else 30
     lorenz_methods = ["auto", "checkpoint", "interpolating", "forward-sensitivity", "forward",
                       "backsolve"] + ([] if quick else ["direct"])
     parts = [

@@ -33,6 +33,11 @@ def test_quick_run_writes_a_report(tmp_path):
     assert "## bench_solve" in text and "## bench_scipy" in text
     assert "solve inside jax.jit vs diffrax" in text and "eager ol.solve vs jitted diffrax" in text
     assert "cold vs warm" in text
+    # the targets the issues set, each with its measured value and whether it was met
+    targets = text.split("## Targets", 1)[1].split("\n## ", 1)[0]
+    assert "solve inside jax.jit vs diffrax" in targets and "target < 5%" in targets
+    assert all(line.endswith(("| yes |", "| NO |")) for line in targets.splitlines()
+               if line.startswith("| ") and "target" in line and "measurement" not in line)
     assert "Traceback" not in text
     # figures drawn from the same rows, embedded with paths relative to the report
     figures = re.findall(r"!\[[^\]]+\]\(([^)\s]+\.png)\)", text)
