@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _context
 from .._compilations import compile_count
-from .._derivatives import flat_names, hessian, value_and_gradient
+from .._derivatives import _raise_failures, flat_names, hessian, value_and_gradient
 from .._errors import InputError, OdelabError
 from .._solve import _as_params, solve
 from . import phase
@@ -134,6 +136,7 @@ class Engine:
         self.objective = objective
         self.system = objective.system
         self._losses: dict[Any, Callable] = {}
+        self._programs: dict[Any, Callable] = {}
 
     # -- inputs -------------------------------------------------------------------------------
     def params(self, s: Settings) -> Any:
@@ -143,7 +146,7 @@ class Engine:
         so a new float value would compile a new program.
         """
         merged = self.system.merge_params(dict(s.values)) if s.values else self.system.params
-        return _as_params(merged)
+        return _as_params(merged, host=True)
 
     def inputs(self, s: Settings) -> dict[str, Any]:
         """The differentiated pytree: parameters, plus y0 and the span held fixed inside."""
@@ -194,18 +197,38 @@ class Engine:
                  atol: float | None = None) -> Timed:
         """The loss and its gradient with respect to the parameters, as labelled flat arrays."""
         self.objective.check_span(s.t0, s.t1)
-        fun = self.loss_function(s.n_save)
+        program = self._gradient_program(s.n_save, method or s.method, s.solver)
         q = self.inputs(s)
-
-        def run():
-            return value_and_gradient(fun, q, method=method or s.method, solver=s.solver,
-                                      rtol=rtol or s.rtol, atol=atol or s.atol)
-
-        out = timed(run)
-        value, g = out.value
-        names, flat = flatten_gradient(g["params"])
+        tolerances = (jnp.asarray(rtol or s.rtol, dtype=float),
+                      jnp.asarray(atol or s.atol, dtype=float))
+        out = timed(lambda: program(q["params"], q["y0"], q["t_span"], *tolerances))
+        value, g, statuses = out.value
+        _raise_failures(statuses)
+        names, flat = flatten_gradient(g)
         out.value = GradientResult(names, float(value), flat)
         return out
+
+    def _gradient_program(self, n_save: int, method: str, solver: str) -> Callable:
+        """(params, y0, t_span, rtol, atol) -> (loss, gradient in params, solve statuses).
+
+        One compiled program per (save grid, method, solver): y0, the span and the tolerances
+        are its traced inputs, and only the parameters are differentiated (so "auto" counts
+        them alone when it chooses between forward and reverse mode).
+        """
+        key = ("gradient", n_save if self.objective.save_times is None else "data", method,
+               solver)
+        if key not in self._programs:
+            loss = self.loss_function(n_save)
+
+            def program(params, y0, t_span, rtol, atol):
+                with _context.recording() as rec:
+                    value, g = value_and_gradient(
+                        lambda p: loss({"params": p, "y0": y0, "t_span": t_span}), params,
+                        method=method, solver=solver, rtol=rtol, atol=atol)
+                return value, g, rec.entries
+
+            self._programs[key] = eqx.filter_jit(program)
+        return self._programs[key]
 
     def reference_gradient(self, s: Settings) -> Timed:
         """The gradient by `s.reference` at tight tolerances, to compare the chosen method with."""
