@@ -81,9 +81,9 @@ def _auto_route(request: str, n_params: int, nested: bool) -> tuple:
     """The route "auto" takes; the solves' `choose_method` reads it to pick their method.
 
     First derivatives: forward mode for few parameters, else reverse. Second order (not
-    nested): reverse over forward sensitivities (HVP ≈ 2–3 gradients whatever the number of
-    parameters), except dense Hessians of few parameters, where forward over forward is
-    cheaper. Nested gradients (reverse over reverse) are a plain ("reverse", order) and get
+    nested): reverse over forward sensitivities (HVP ≈ 1–5 gradients whatever the number of
+    parameters), except HVPs of few parameters and dense Hessians of up to 20, where forward
+    over forward is cheaper. Nested gradients (reverse over reverse) are a plain ("reverse", order) and get
     `direct`. Measured in benchmarks/bench_gradients.py.
     """
     direction, order = _REQUEST_ORDER[request]
@@ -91,7 +91,8 @@ def _auto_route(request: str, n_params: int, nested: bool) -> tuple:
         return "reverse", order + 1
     if request in ("gradient", "jacobian") and n_params <= FEW_PARAMETERS:
         return "forward", 1
-    if request == "hessian" and n_params <= FEW_PARAMETERS_FOR_HESSIAN:
+    if (request == "hessian" and n_params <= FEW_PARAMETERS_FOR_HESSIAN) or (
+            request == "hvp" and n_params <= FEW_PARAMETERS):
         return "forward", 2
     if order >= 2:
         return "reverse", order, OVER_FORWARD

@@ -256,11 +256,12 @@ def test_auto_choices():
     assert choose_method(_auto_route("gradient", 50, False)).name == "checkpoint"
     # second order: reverse over forward sensitivities through checkpoints; dense Hessians of
     # few parameters forward over forward (forward sensitivities with a stiff solver)
-    for request, n in (("hvp", 2), ("hvp", 50), ("hessian", 50)):
+    for request, n in (("hvp", 50), ("hessian", 50)):
         chosen = choose_method(_auto_route(request, n, False))
         assert chosen.name == "checkpoint" and chosen.for_derivative(
             _auto_route(request, n, False)).tangent_rule
     assert choose_method(_auto_route("hessian", 2, False)).name == "forward"
+    assert choose_method(_auto_route("hvp", 2, False)).name == "forward"
     assert choose_method(_auto_route("hessian", 2, False), stiff=True).name == \
         "forward-sensitivity"
     assert choose_method(_auto_route("gradient", 2, True)).name == "direct"
@@ -330,7 +331,8 @@ def test_stiff_hessian_by_reverse_over_forward(solver):
     hess = ol.hessian(loss, p0, method="checkpoint")
     np.testing.assert_allclose(hess, jax.hessian(exact)(x0), rtol=1e-6,
                                atol=1e-6 * np.max(np.abs(jax.hessian(exact)(x0))))
-    hv = ol.hvp(loss, p0, {"a": 0.0, "b": 1.0})  # auto: the same route
+    # auto with two parameters: forward over forward sensitivities (their steps controlled too)
+    hv = ol.hvp(loss, p0, {"a": 0.0, "b": 1.0})
     want = jax.jvp(jax.grad(exact), (x0,), (jnp.array([0.0, 1.0]),))[1]
     np.testing.assert_allclose([float(hv["a"]), float(hv["b"])], want, rtol=1e-6,
                                atol=1e-6 * float(np.max(np.abs(want))))
