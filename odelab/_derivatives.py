@@ -83,8 +83,8 @@ def _auto_route(request: str, n_params: int, nested: bool) -> tuple:
     First derivatives: forward mode for few parameters, else reverse. Second order (not
     nested): reverse over forward sensitivities (HVP ≈ 1–5 gradients whatever the number of
     parameters), except HVPs of few parameters and dense Hessians of up to 20, where forward
-    over forward is cheaper. Nested gradients (reverse over reverse) are a plain ("reverse", order) and get
-    `direct`. Measured in benchmarks/bench_gradients.py.
+    over forward is cheaper. Nested gradients (reverse over reverse) are a plain
+    ("reverse", order) and get `direct`. Measured in benchmarks/bench_gradients.py.
     """
     direction, order = _REQUEST_ORDER[request]
     if nested:
