@@ -183,6 +183,32 @@ def memory_rows(methods: list[str], steps: int = 100_000) -> list[dict]:
     return rows
 
 
+def interpolant_memory_rows(max_steps: int = 100_000) -> list[dict]:
+    """An adaptive solve allowed `max_steps` steps: the interpolating adjoint keeping the whole
+    interpolant against keeping one of k segments at a time (Interpolating(checkpoints=k))."""
+    system = ol.gallery.lorenz()
+    params = {k: jnp.asarray(v) for k, v in system.params.items()}
+
+    def loss(p, method=None):
+        ys = ol.solve(system, params=p, saveat=100, rtol=1e-8, atol=1e-8, solver="tsit5",
+                      max_steps=max_steps, method=method).ys
+        return jnp.mean(ys**2)
+
+    def temp_bytes(fn):
+        stats = jax.jit(fn).lower(params).compile().memory_analysis()
+        return float(stats.temp_size_in_bytes + stats.output_size_in_bytes)
+
+    name = f"Lorenz, adaptive, max_steps {max_steps // 1000}k"
+    base = temp_bytes(loss)
+    rows = [_ratio_row(name, "memory: solve", "-", base, base, "bytes")]
+    k = int(max_steps**0.5)
+    for label, m in (("interpolating", "interpolating"),
+                     (f"interpolating(checkpoints={k})", ol.methods.Interpolating(k))):
+        b = temp_bytes(lambda p, m=m: ol.gradient(loss, p, m))
+        rows.append(_ratio_row(name, "memory: gradient / solve", label, b, base, "bytes"))
+    return rows
+
+
 def network_memory_rows(steps: int) -> list[dict]:
     """Many parameters through many steps: memory and time of a gradient against the solve,
     for `auto` (checkpoint, one checkpoint per step: fastest), checkpoint with 32 checkpoints
@@ -227,6 +253,7 @@ def run(quick: bool = False) -> list[dict]:
         lambda: hessian_rows(repeats),
         lambda: memory_rows(["auto", "checkpoint", "interpolating", "forward-sensitivity",
                              "backsolve"]),
+        lambda: interpolant_memory_rows(20_000 if quick else 100_000),
         lambda: network_memory_rows(20_000 if quick else 100_000),
     ]
     rows: list[dict] = []

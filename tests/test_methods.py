@@ -343,3 +343,33 @@ def test_method_classes_hang_off_the_table_function():
     assert "checkpoint" in table.names() and table["checkpoint"].second_order
     assert ol.methods.Checkpoint(32).checkpoints == 32
     assert ol.methods.FiniteDifference(step=1e-3).name == "finite-difference"
+
+
+@pytest.mark.parametrize("checkpoints", [3, 1000])  # 1000 > steps: empty segments
+def test_checkpointed_interpolating_gradient_and_hvp(checkpoints):
+    method = ol.methods.Interpolating(checkpoints=checkpoints)
+    g = ol.gradient(solve_loss, P0, method)
+    hv = ol.hvp(solve_loss, P0, V, method)
+    np.testing.assert_allclose(flat(g), flat(reference("gradient")), rtol=1e-7)
+    np.testing.assert_allclose(flat(hv), flat(reference("hvp")), rtol=1e-6)
+
+
+def test_checkpointed_interpolating_holds_one_segment_of_interpolant():
+    def loss(p):
+        ys = ol.solve(SYSTEM, params=p, saveat=TS, rtol=RTOL, atol=ATOL, solver=SOLVER,
+                      max_steps=20_000).ys
+        return jnp.sum(ys**2)
+
+    def temp_bytes(method):
+        fn = jax.jit(lambda p: ol.gradient(loss, p, method))
+        return fn.lower(PF).compile().memory_analysis().temp_size_in_bytes
+
+    whole, segmented = temp_bytes("interpolating"), temp_bytes(
+        ol.methods.Interpolating(checkpoints=64))
+    assert segmented < whole / 4, (segmented, whole)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8"])
+def test_interpolating_checkpoints_must_be_a_positive_integer(bad):
+    with pytest.raises(OdelabError, match="checkpoints must be a positive whole number"):
+        ol.methods.Interpolating(checkpoints=bad)

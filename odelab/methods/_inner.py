@@ -6,6 +6,7 @@ problem (vector field, solver, step control) from the SolveConfig of the solve i
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import diffrax
@@ -102,6 +103,9 @@ def adjoint_solve(config, rest, pdiff, prest, c_ys, c_end):
     """
     f = _field(config, prest)
     t0, t1 = rest["t0"], rest["t1"]
+    segments = getattr(config.method, "checkpoints", None)
+    if segments is not None and not config.fixed_steps:
+        return _checkpointed_adjoint(config, rest, f, pdiff, c_ys, c_end, segments)
     fwd = _diffeqsolve(config, rest, f, rest["y0"], pdiff, t0, t1, diffrax.SaveAt(dense=True))
     steps = jnp.maximum(fwd.stats["num_steps"], 1)
     h0 = jnp.abs(t1 - t0) / steps
@@ -113,10 +117,7 @@ def adjoint_solve(config, rest, pdiff, prest, c_ys, c_end):
     # of the saves after t: ν is continuous, and C, a step function, enters ν's vector field,
     # which therefore jumps at the save times (steps are clipped to end there).
     ts = rest["ts"]
-    later = jnp.concatenate([jnp.cumsum(c_ys[::-1], axis=0)[::-1], jnp.zeros_like(c_end)[None]])
-
-    def pending(t):
-        return later[jnp.searchsorted(ts, t, side="right")]
+    later, pending = _pending_cotangents(ts, c_ys, c_end)
 
     def nu_field(t, nu, p):
         _, pullback = jax.vjp(lambda yy: f(t, yy, p), fwd.evaluate(t))
@@ -126,6 +127,65 @@ def adjoint_solve(config, rest, pdiff, prest, c_ys, c_end):
                         diffrax.SaveAt(steps=True, dense=True), dt0=-h0, jump_ts=ts)
     mu = _parameter_quadrature(f, fwd, back, pending, pdiff, t0, t1)
     return back.ys[back.stats["num_accepted_steps"] - 1] + later[0], mu
+
+
+def _pending_cotangents(ts, c_ys, c_end):
+    """C(t): the sum of the cotangents of the saves after t (and of y(t1)), a step function."""
+    later = jnp.concatenate([jnp.cumsum(c_ys[::-1], axis=0)[::-1], jnp.zeros_like(c_end)[None]])
+    return later, lambda t: later[jnp.searchsorted(ts, t, side="right")]
+
+
+def _checkpointed_adjoint(config, rest, f, pdiff, c_ys, c_end, segments):
+    """The interpolating adjoint holding the dense interpolant of one segment at a time.
+
+    A first forward solve records only its step times; `segments` segments of equal step counts
+    are cut from them and a second solve keeps the state at their boundaries (the checkpoints).
+    Going backward, each segment is solved forward again from its checkpoint with its dense
+    interpolant, and the adjoint ν (see `adjoint_solve`) and the parameter quadrature run over
+    that segment. Memory: one time per step, `segments` states, and one segment's interpolant
+    and adjoint steps (max_steps / segments of each) instead of max_steps; cost: about two
+    forward solves more than the unsegmented adjoint.
+    """
+    t0, t1, ts = rest["t0"], rest["t1"], rest["ts"]
+    times = _diffeqsolve(config, rest, f, rest["y0"], pdiff, t0, t1,
+                         diffrax.SaveAt(steps=True, fn=lambda t, y, args: None))
+    n = times.stats["num_accepted_steps"]
+    step_ends = jnp.concatenate([t0[None], jnp.where(jnp.isfinite(times.ts), times.ts, t1)])
+    cut = (jnp.arange(segments + 1) * n) // segments  # steps done at each boundary
+    bounds = step_ends[cut]
+    first_dt = step_ends[jnp.minimum(cut + 1, step_ends.shape[0] - 1)] - bounds
+    first_dt = jnp.where(first_dt > 0, first_dt, jnp.abs(t1 - t0) / jnp.maximum(n, 1))
+    starts = _diffeqsolve(config, rest, f, rest["y0"], pdiff, t0, t1,
+                          diffrax.SaveAt(ts=bounds[:-1])).ys
+
+    per_segment = -(-config.max_steps // segments)  # the most steps of any segment
+    seg_config = dataclasses.replace(config, max_steps=per_segment * 5 // 4 + 8)
+    later, pending = _pending_cotangents(ts, c_ys, c_end)
+
+    def segment(carry, j):
+        nu, mu = carry
+        a, b = bounds[j], bounds[j + 1]
+        fwd = _diffeqsolve(seg_config, rest, f, starts[j], pdiff, a, b,
+                           diffrax.SaveAt(dense=True), dt0=first_dt[j])
+
+        def nu_field(t, nu_, p):
+            _, pullback = jax.vjp(lambda yy: f(t, yy, p), fwd.evaluate(t))
+            return -pullback(nu_ + pending(t))[0]
+
+        back = _diffeqsolve(seg_config, rest, nu_field, nu, pdiff, b, a,
+                            diffrax.SaveAt(steps=True, dense=True), dt0=-first_dt[j],
+                            jump_ts=ts)
+        failed = (fwd.result != diffrax.RESULTS.successful) | (
+            back.result != diffrax.RESULTS.successful)
+        steps = back.stats["num_accepted_steps"]
+        nu_a = jnp.where(steps > 0, back.ys[jnp.maximum(steps - 1, 0)], nu)
+        mu_j = _parameter_quadrature(f, fwd, back, pending, pdiff, a, b)
+        poison = lambda x: jnp.where(failed, jnp.nan, x)  # noqa: E731  a segment ran out of steps
+        return (poison(nu_a), jtu.tree_map(lambda m, d: poison(m + d), mu, mu_j)), None
+
+    mu0 = jtu.tree_map(jnp.zeros_like, pdiff)
+    (nu, mu), _ = jax.lax.scan(segment, (c_end, mu0), jnp.arange(segments - 1, -1, -1))
+    return nu + later[0], mu
 
 
 def _parameter_quadrature(f, fwd, back, pending, pdiff, t0, t1):

@@ -7,6 +7,7 @@ from typing import Any
 
 import diffrax
 
+from .._errors import InputError
 from .base import Capabilities, GradientMethod
 
 
@@ -24,6 +25,11 @@ class Interpolating(GradientMethod):
     roughly 10–100 × rtol; second derivatives want rtol ≤ 1e-8). Derivatives are taken with
     respect to y0 and the parameters, not t_span or save times. With saveat="dense" the solve
     falls back to `direct` (autodiff through the unrolled solver). See SECOND_ORDER.md.
+
+    `checkpoints=k` bounds the memory of long solves: the backward pass keeps the interpolant
+    of one of k segments at a time (each solved again from its checkpointed start state)
+    instead of the whole solve's, for about two more forward solves. It applies to adaptive
+    steps; fixed-step solves keep the whole interpolant.
     """
 
     name = "interpolating"
@@ -35,12 +41,22 @@ class Interpolating(GradientMethod):
         second_order=("forward-over-reverse", "forward-over-forward"),
         nested=False,
         exact=False,
-        memory="O(steps × state) for the interpolant; no per-step tape",
+        memory="O(steps × state) for the interpolant; Interpolating(k): O(steps/k × state)",
         cost="gradient ≈ 10–70 solves (more with many save points); HVP ≈ 2–5× gradient",
         stiff="fine: the state comes from the forward interpolant, never from backward solving",
         description="Continuous adjoint reading the state from the forward solution's dense "
         "interpolant; forward sensitivities for jvp; composes with jvp, vmap, hessian.",
     )
+
+    def __init__(self, checkpoints: int | None = None):
+        if checkpoints is not None and (
+                isinstance(checkpoints, bool) or not isinstance(checkpoints, int)
+                or checkpoints < 1):
+            raise InputError(
+                f"`Interpolating(checkpoints={checkpoints!r})`: checkpoints must be a positive "
+                "whole number (e.g. Interpolating(checkpoints=64)), or None to keep the whole "
+                "interpolant.")
+        self.checkpoints = checkpoints
 
     def integrate(self, run: Callable[..., Any], inputs: Any, *, max_steps: int,
                   state_size: int, config: Any = None) -> Any:
