@@ -98,8 +98,8 @@ def _odelab_trajectories(system, how: str, batch: int):
     if how == "single":
         return lambda p, y0: ol.solve(system, y0=y0, params=p, **SOLVE).ys
     if how == "vmap":
-        # odelab's vmap that hands the solves' statuses on to ol.gradient (a bare jax.vmap of
-        # ol.solve inside ol.gradient leaks a tracer today)
+        # odelab's vmap that hands the solves' statuses on to ol.gradient (a bare jax.vmap
+        # computes the same, but failures of its solves are not reported)
         return lambda p, y0s: vmap_solves(
             lambda y0: ol.solve(system, y0=y0, params=p, **SOLVE).ys, y0s)
     stacked = ol.System(

@@ -373,3 +373,39 @@ def test_checkpointed_interpolating_holds_one_segment_of_interpolant():
 def test_interpolating_checkpoints_must_be_a_positive_integer(bad):
     with pytest.raises(OdelabError, match="checkpoints must be a positive whole number"):
         ol.methods.Interpolating(checkpoints=bad)
+
+
+# --- a batch of initial states vmapped inside the objective (parameters shared) -------------------
+Y0S = np.array([[1.0, 0.5], [0.2, -0.4], [-0.7, 0.3]])
+
+
+def _batch_loss(ys_of_y0):
+    def loss(p):
+        ys = jax.vmap(lambda y0: ys_of_y0(p, y0))(jnp.asarray(Y0S))  # (batch, time, state)
+        return jnp.mean((ys[:, :, 0] - DATA) ** 2) + 0.5 * jnp.mean(ys[:, :, 1] ** 2)
+
+    return loss
+
+
+def _exact_ys_from(p, y0):
+    a, b = p["a"], p["b"]
+    t = jnp.asarray(TS)
+    c, s, e = jnp.cos(b * t), jnp.sin(b * t), jnp.exp(-a * t)
+    return jnp.stack([e * (c * y0[0] + s * y0[1]), e * (-s * y0[0] + c * y0[1])], axis=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_vmap_over_initial_states_inside_the_objective(method):
+    """jax.vmap over y0 inside the loss, parameters unbatched: the parameters' cotangent is a sum
+    over the batch (a case JAX's batching of custom transposes gets wrong unless handled)."""
+    loss = _batch_loss(lambda p, y0: ol.solve(SYSTEM, y0=y0, params=p, saveat=TS, rtol=RTOL,
+                                              atol=ATOL, solver=SOLVER).ys)
+    exact = _batch_loss(_exact_ys_from)
+    tol = tolerance(method)
+    np.testing.assert_allclose(flat(ol.gradient(loss, P0, method)), flat(jax.grad(exact)(PF)),
+                               rtol=tol)
+    if method in ("checkpoint", "interpolating"):  # the two second-order rules of odelab's own
+        want = flat(jax.jvp(jax.grad(exact), (PF,), (V,))[1])
+        np.testing.assert_allclose(flat(ol.hvp(loss, P0, V, method)), want, rtol=tol,
+                                   atol=tol * np.max(np.abs(want)))

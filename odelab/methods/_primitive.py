@@ -23,6 +23,7 @@ import diffrax
 import equinox as eqx
 import equinox.internal as eqxi
 import jax
+import jax.numpy as jnp
 import jax.tree_util as jtu
 from jax.interpreters import ad
 
@@ -87,10 +88,29 @@ def _primal_jvp(primals, tangents):
     sol = eqxi.filter_primitive_bind(_solve_p, config, run, rest, pdiff, prest)
     ty0 = eqxi.materialise_zeros(rest["y0"], t_rest["y0"])
     tp = _materialise(pdiff, t_pdiff)
+    ty0, tp = _batched_like_primals((rest, pdiff, prest), (ty0, tp))
     t_ys, t_end = eqxi.filter_primitive_bind(_tangent_p, config, rest, pdiff, prest, ty0, tp)
     none = {f.name: None for f in dataclasses.fields(sol) if not f.metadata.get("static")}
     t_sol = dataclasses.replace(sol, **{**none, "ys": t_ys, "y_reached": t_end})
     return sol, t_sol
+
+
+def _batched_like_primals(primals: Any, tangents: Any) -> Any:
+    """`tangents` plus an exact zero that depends on every primal input.
+
+    Under jax.vmap the sensitivity primitive's transpose is vmapped too, and its cotangents
+    for (ẏ0, ṗ) depend on every primal input: when y0 is batched but the parameters are not
+    (a vmap over initial states inside a gradient), the parameters' cotangent is batched while
+    their tangent was not, which equinox's vmapped transpose cannot return. Making the
+    tangents depend on the primals batches them whenever any primal is batched; the batch sum
+    then happens where JAX transposes the broadcast. The zero comes from `where`, so an inf or
+    nan in the primals cannot leak into it.
+    """
+    leaves = [jnp.sum(x) for x in jtu.tree_leaves(primals) if eqx.is_array(x)]
+    if not leaves:
+        return tangents
+    zero = jnp.where(jnp.isfinite(sum(leaves)), 0.0, 0.0)
+    return jtu.tree_map(lambda t: t + zero.astype(t.dtype), tangents)
 
 
 _solve_p = eqxi.create_vprim(
@@ -136,6 +156,12 @@ def _keep_undefined(primal: Any, ct: Any) -> Any:
 def _tangent_transpose(inputs, cts):
     config, rest, pdiff, prest, ty0, tp = inputs
     c_ys, c_end = cts
+    # a symbolic-zero cotangent can arrive as None (under vmap equinox does not materialise it)
+    y0 = rest["y0"]
+    if c_ys is None:
+        c_ys = jnp.zeros(rest["ts"].shape + y0.shape, y0.dtype)
+    if c_end is None:
+        c_end = jnp.zeros_like(y0)
     y0_bar, p_bar = adjoint_solve(config, rest, pdiff, prest, c_ys, c_end)
     y0_bar = _keep_undefined(ty0, y0_bar)
     p_bar = jtu.tree_map(_keep_undefined, tp, p_bar, is_leaf=lambda x: _undefined(x) or x is None)
