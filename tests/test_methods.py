@@ -345,11 +345,17 @@ def test_method_classes_hang_off_the_table_function():
     assert ol.methods.FiniteDifference(step=1e-3).name == "finite-difference"
 
 
-@pytest.mark.parametrize("checkpoints", [3, 1000])  # 1000 > steps: empty segments
-def test_checkpointed_interpolating_gradient_and_hvp(checkpoints):
+@pytest.mark.parametrize("checkpoints, fixed", [
+    (3, False), (1000, False),  # 1000 > steps: empty segments
+    (3, True),  # fixed steps: the adjoint runs save interval by save interval inside a segment
+])
+def test_checkpointed_interpolating_gradient_and_hvp(checkpoints, fixed):
     method = ol.methods.Interpolating(checkpoints=checkpoints)
-    g = ol.gradient(solve_loss, P0, method)
-    hv = ol.hvp(solve_loss, P0, V, method)
+    steps = {"dt": 1e-3} if fixed else {"rtol": RTOL, "atol": ATOL}
+    loss = make_loss(lambda p: ol.solve(SYSTEM, params=p, saveat=TS, solver=SOLVER,
+                                        **steps).ys)
+    g = ol.gradient(loss, P0, method)
+    hv = ol.hvp(loss, P0, V, method)
     np.testing.assert_allclose(flat(g), flat(reference("gradient")), rtol=1e-7)
     np.testing.assert_allclose(flat(hv), flat(reference("hvp")), rtol=1e-6)
 

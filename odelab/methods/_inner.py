@@ -104,7 +104,7 @@ def adjoint_solve(config, rest, pdiff, prest, c_ys, c_end):
     f = _field(config, prest)
     t0, t1 = rest["t0"], rest["t1"]
     segments = getattr(config.method, "checkpoints", None)
-    if segments is not None and not config.fixed_steps:
+    if segments is not None:
         return _checkpointed_adjoint(config, rest, f, pdiff, c_ys, c_end, segments)
     fwd = _diffeqsolve(config, rest, f, rest["y0"], pdiff, t0, t1, diffrax.SaveAt(dense=True))
     steps = jnp.maximum(fwd.stats["num_steps"], 1)
@@ -162,11 +162,24 @@ def _checkpointed_adjoint(config, rest, f, pdiff, c_ys, c_end, segments):
     seg_config = dataclasses.replace(config, max_steps=per_segment * 5 // 4 + 8)
     later, pending = _pending_cotangents(ts, c_ys, c_end)
 
+    knots, cots = _knots(rest, c_ys, c_end)
+
     def segment(carry, j):
         nu, mu = carry
         a, b = bounds[j], bounds[j + 1]
         fwd = _diffeqsolve(seg_config, rest, f, starts[j], pdiff, a, b,
                            diffrax.SaveAt(dense=True), dt0=first_dt[j])
+        if config.fixed_steps:
+            # λ itself is carried (ν's jumps need steps clipped to the save times, which fixed
+            # steps cannot do): the intervals between save times, clipped to the segment, each
+            # save's cotangent taken in the one segment holding it
+            take = ((knots > a) & (knots <= b)) | ((j == 0) & (knots == a))
+            lam, mu_new = _intervals_backward(
+                seg_config, rest, f, fwd, pdiff, nu, mu, jnp.clip(knots, a, b), cots, take,
+                first_dt[j])
+            poison = lambda x: jnp.where(fwd.result != diffrax.RESULTS.successful,  # noqa: E731
+                                         jnp.nan, x)
+            return (poison(lam), jtu.tree_map(poison, mu_new)), None
 
         def nu_field(t, nu_, p):
             _, pullback = jax.vjp(lambda yy: f(t, yy, p), fwd.evaluate(t))
@@ -184,8 +197,9 @@ def _checkpointed_adjoint(config, rest, f, pdiff, c_ys, c_end, segments):
         return (poison(nu_a), jtu.tree_map(lambda m, d: poison(m + d), mu, mu_j)), None
 
     mu0 = jtu.tree_map(jnp.zeros_like, pdiff)
-    (nu, mu), _ = jax.lax.scan(segment, (c_end, mu0), jnp.arange(segments - 1, -1, -1))
-    return nu + later[0], mu
+    start = jnp.zeros_like(c_end) if config.fixed_steps else c_end  # λ(t1⁺) = 0, or ν(t1)
+    (nu, mu), _ = jax.lax.scan(segment, (start, mu0), jnp.arange(segments - 1, -1, -1))
+    return (nu if config.fixed_steps else nu + later[0]), mu
 
 
 def _parameter_quadrature(f, fwd, back, pending, pdiff, t0, t1):
@@ -218,22 +232,37 @@ def _parameter_quadrature(f, fwd, back, pending, pdiff, t0, t1):
 
 def _adjoint_by_intervals(config, rest, f, fwd, pdiff, mu0, c_ys, c_end, h0):
     """The adjoint for fixed steps: one solve per interval between save times."""
-    t0, t1, ts = rest["t0"], rest["t1"], rest["ts"]
+    knots, cots = _knots(rest, c_ys, c_end)
+    take = jnp.ones(knots.shape, bool)
+    lam, mu = _intervals_backward(config, rest, f, fwd, pdiff, jnp.zeros_like(c_end), mu0,
+                                  knots, cots, take, h0)
+    return lam + cots[0], mu
+
+
+def _knots(rest, c_ys, c_end):
+    """t0, the save times and t1, with the cotangents of the states there (none at t0)."""
+    knots = jnp.concatenate([rest["t0"][None], rest["ts"], rest["t1"][None]])
+    cots = jnp.concatenate([jnp.zeros_like(c_end)[None], c_ys, c_end[None]])
+    return knots, cots
+
+
+def _intervals_backward(config, rest, f, fwd, pdiff, lam, mu, knots, cots, take, h0):
+    """(λ, μ) carried backward from knots[-1] to knots[0], interval by interval, with μ in the
+    state; λ jumps by cots[i] at knots[i] where take[i]. Zero-length intervals cost nothing."""
 
     def adjoint_field(t, z, p):
-        lam, _ = z
+        lam_, _ = z
         _, pullback = jax.vjp(lambda yy, pp: f(t, yy, pp), fwd.evaluate(t), p)
-        return jtu.tree_map(jnp.negative, pullback(lam))
-
-    knots = jnp.concatenate([t0[None], ts, t1[None]])
-    cots = jnp.concatenate([jnp.zeros_like(c_end)[None], c_ys, c_end[None]])
+        return jtu.tree_map(jnp.negative, pullback(lam_))
 
     def interval(carry, i):
-        lam, mu = carry
-        out = _diffeqsolve(config, rest, adjoint_field, (lam + cots[i], mu), pdiff, knots[i],
+        lam_, mu_ = carry
+        jump = jnp.where(take[i], cots[i], jnp.zeros_like(cots[i]))
+        out = _diffeqsolve(config, rest, adjoint_field, (lam_ + jump, mu_), pdiff, knots[i],
                            knots[i - 1], diffrax.SaveAt(t1=True), dt0=-h0)
-        return jtu.tree_map(lambda x: x[-1], out.ys), None
+        return jtu.tree_map(lambda x: x[-1], out.ys), out.result != diffrax.RESULTS.successful
 
     index = jnp.arange(knots.shape[0] - 1, 0, -1)
-    (lam, mu), _ = jax.lax.scan(interval, (jnp.zeros_like(c_end), mu0), index)
-    return lam + cots[0], mu
+    (lam, mu), failed = jax.lax.scan(interval, (lam, mu), index)
+    poison = lambda x: jnp.where(jnp.any(failed), jnp.nan, x)  # noqa: E731
+    return poison(lam), jtu.tree_map(poison, mu)

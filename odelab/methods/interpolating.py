@@ -28,8 +28,7 @@ class Interpolating(GradientMethod):
 
     `checkpoints=k` bounds the memory of long solves: the backward pass keeps the interpolant
     of one of k segments at a time (each solved again from its checkpointed start state)
-    instead of the whole solve's, for about two more forward solves. It applies to adaptive
-    steps; fixed-step solves keep the whole interpolant.
+    instead of the whole solve's, for about two more forward solves (adaptive or fixed steps).
     """
 
     name = "interpolating"
