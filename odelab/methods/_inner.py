@@ -160,26 +160,36 @@ def _checkpointed_adjoint(config, rest, f, pdiff, c_ys, c_end, segments):
 
     per_segment = -(-config.max_steps // segments)  # the most steps of any segment
     seg_config = dataclasses.replace(config, max_steps=per_segment * 5 // 4 + 8)
-    later, pending = _pending_cotangents(ts, c_ys, c_end)
 
-    knots, cots = _knots(rest, c_ys, c_end)
+    def forward(j):  # segment j solved again from its checkpoint, with its interpolant
+        return _diffeqsolve(seg_config, rest, f, starts[j], pdiff, bounds[j], bounds[j + 1],
+                            diffrax.SaveAt(dense=True), dt0=first_dt[j])
+
+    mu0 = jtu.tree_map(jnp.zeros_like, pdiff)
+    backward_order = jnp.arange(segments - 1, -1, -1)
+    if config.fixed_steps:
+        # λ itself is carried (ν's jumps need steps clipped to the save times, which fixed
+        # steps cannot do): the intervals between save times, clipped to the segment, each
+        # save's cotangent taken in the one segment holding it
+        knots, cots = _knots(rest, c_ys, c_end)
+
+        def segment(carry, j):
+            a, b = bounds[j], bounds[j + 1]
+            fwd = forward(j)
+            take = ((knots > a) & (knots <= b)) | ((j == 0) & (knots == a))
+            out = _intervals_backward(seg_config, rest, f, fwd, pdiff, *carry,
+                                      jnp.clip(knots, a, b), cots, take, first_dt[j])
+            return _nan_if(fwd.result != diffrax.RESULTS.successful, out), None
+
+        (lam, mu), _ = jax.lax.scan(segment, (jnp.zeros_like(c_end), mu0), backward_order)
+        return lam, mu
+
+    later, pending = _pending_cotangents(ts, c_ys, c_end)
 
     def segment(carry, j):
         nu, mu = carry
         a, b = bounds[j], bounds[j + 1]
-        fwd = _diffeqsolve(seg_config, rest, f, starts[j], pdiff, a, b,
-                           diffrax.SaveAt(dense=True), dt0=first_dt[j])
-        if config.fixed_steps:
-            # λ itself is carried (ν's jumps need steps clipped to the save times, which fixed
-            # steps cannot do): the intervals between save times, clipped to the segment, each
-            # save's cotangent taken in the one segment holding it
-            take = ((knots > a) & (knots <= b)) | ((j == 0) & (knots == a))
-            lam, mu_new = _intervals_backward(
-                seg_config, rest, f, fwd, pdiff, nu, mu, jnp.clip(knots, a, b), cots, take,
-                first_dt[j])
-            poison = lambda x: jnp.where(fwd.result != diffrax.RESULTS.successful,  # noqa: E731
-                                         jnp.nan, x)
-            return (poison(lam), jtu.tree_map(poison, mu_new)), None
+        fwd = forward(j)
 
         def nu_field(t, nu_, p):
             _, pullback = jax.vjp(lambda yy: f(t, yy, p), fwd.evaluate(t))
@@ -189,17 +199,19 @@ def _checkpointed_adjoint(config, rest, f, pdiff, c_ys, c_end, segments):
                             diffrax.SaveAt(steps=True, dense=True), dt0=-first_dt[j],
                             jump_ts=ts)
         failed = (fwd.result != diffrax.RESULTS.successful) | (
-            back.result != diffrax.RESULTS.successful)
+            back.result != diffrax.RESULTS.successful)  # a segment ran out of steps
         steps = back.stats["num_accepted_steps"]
         nu_a = jnp.where(steps > 0, back.ys[jnp.maximum(steps - 1, 0)], nu)
         mu_j = _parameter_quadrature(f, fwd, back, pending, pdiff, a, b)
-        poison = lambda x: jnp.where(failed, jnp.nan, x)  # noqa: E731  a segment ran out of steps
-        return (poison(nu_a), jtu.tree_map(lambda m, d: poison(m + d), mu, mu_j)), None
+        return _nan_if(failed, (nu_a, jtu.tree_map(jnp.add, mu, mu_j))), None
 
-    mu0 = jtu.tree_map(jnp.zeros_like, pdiff)
-    start = jnp.zeros_like(c_end) if config.fixed_steps else c_end  # λ(t1⁺) = 0, or ν(t1)
-    (nu, mu), _ = jax.lax.scan(segment, (start, mu0), jnp.arange(segments - 1, -1, -1))
-    return (nu if config.fixed_steps else nu + later[0]), mu
+    (nu, mu), _ = jax.lax.scan(segment, (c_end, mu0), backward_order)
+    return nu + later[0], mu
+
+
+def _nan_if(failed, tree):
+    """`tree` with every leaf NaN where `failed`: a failed inner solve never passes for a result."""
+    return jtu.tree_map(lambda x: jnp.where(failed, jnp.nan, x), tree)
 
 
 def _parameter_quadrature(f, fwd, back, pending, pdiff, t0, t1):
@@ -263,6 +275,5 @@ def _intervals_backward(config, rest, f, fwd, pdiff, lam, mu, knots, cots, take,
         return jtu.tree_map(lambda x: x[-1], out.ys), out.result != diffrax.RESULTS.successful
 
     index = jnp.arange(knots.shape[0] - 1, 0, -1)
-    (lam, mu), failed = jax.lax.scan(interval, (lam, mu), index)
-    poison = lambda x: jnp.where(jnp.any(failed), jnp.nan, x)  # noqa: E731
-    return poison(lam), jtu.tree_map(poison, mu)
+    out, failed = jax.lax.scan(interval, (lam, mu), index)
+    return _nan_if(jnp.any(failed), out)
