@@ -6,8 +6,11 @@ Rows (all times are medians after a warm-up call; ratios are what to read):
 - A ≥10k-parameter neural ODE, and Lorenz: HVP / gradient per second-order route (target ≤ 4
   with "auto").
 - 20 parameters: dense Hessian / one gradient.
+- The interpolating adjoint on Lorenz (1000 saves): gradient / solve (target ≤ 6) and HVP /
+  its own gradient (target ≤ 4), whole and checkpointed, side by side in one run.
 - 100k fixed steps: peak temporary memory of a gradient / the forward solve, from XLA's compiled
-  memory analysis (target ≤ 3).
+  memory analysis (target ≤ 3); the checkpointed interpolating adjoint's memory against
+  max_steps.
 
     python benchmarks/bench_gradients.py          # full
     python benchmarks/bench_gradients.py --quick  # fewer repeats
@@ -183,36 +186,82 @@ def memory_rows(methods: list[str], steps: int = 100_000) -> list[dict]:
     return rows
 
 
-def interpolant_memory_rows(max_steps: int = 100_000) -> list[dict]:
-    """An adaptive solve allowed `max_steps` steps: the interpolating adjoint keeping the whole
-    interpolant against keeping one of k segments at a time (Interpolating(checkpoints=k))."""
+def interpolating_rows(repeats: int) -> list[dict]:
+    """The interpolating adjoint on Lorenz with 1000 save points, measured side by side with
+    the solve: gradient / solve (whole interpolant and checkpointed) and HVP / gradient, the
+    HVP (forward over the adjoint) against the same method's gradient and against `auto`'s."""
     system = ol.gallery.lorenz()
     params = {k: jnp.asarray(v) for k, v in system.params.items()}
+    vec = {k: jnp.asarray(1.0) for k in params}
 
     def loss(p, method=None):
-        ys = ol.solve(system, params=p, saveat=100, rtol=1e-8, atol=1e-8, solver="tsit5",
-                      max_steps=max_steps, method=method).ys
+        ys = ol.solve(system, params=p, t_span=(0.0, 20.0), saveat=1000, rtol=1e-6, atol=1e-8,
+                      solver="tsit5", method=method).ys
         return jnp.mean(ys**2)
+
+    k = 64
+    segmented = ol.methods.Interpolating(checkpoints=k)
+    fns = {
+        "solve": jax.jit(loss),
+        "auto": jax.jit(lambda p: ol.gradient(loss, p)),
+        "interpolating": jax.jit(lambda p: ol.gradient(loss, p, "interpolating")),
+        "segmented": jax.jit(lambda p: ol.gradient(loss, p, segmented)),
+        "hvp": jax.jit(lambda p: ol.hvp(loss, p, vec, "interpolating")),
+        "hvp segmented": jax.jit(lambda p: ol.hvp(loss, p, vec, segmented)),
+    }
+    t = _side_by_side(fns, params, repeats=repeats)
+    name = "lorenz (1000 saves)"
+    seg = f"interpolating(checkpoints={k})"
+    return [
+        _ratio_row(name, "solve", "-", t["solve"], t["solve"]),
+        _ratio_row(name, "gradient / solve", "interpolating", t["interpolating"], t["solve"],
+                   "target ≤ 6"),
+        _ratio_row(name, "gradient / solve", seg, t["segmented"], t["solve"]),
+        _ratio_row(name, "HVP / gradient (same method)", "interpolating", t["hvp"],
+                   t["interpolating"], "target ≤ 4"),
+        _ratio_row(name, "HVP / gradient (same method)", seg, t["hvp segmented"],
+                   t["segmented"]),
+        _ratio_row(name, "HVP / gradient (auto)", "interpolating", t["hvp"], t["auto"]),
+    ]
+
+
+def interpolant_memory_rows(max_steps: int = 100_000) -> list[dict]:
+    """An adaptive solve allowed `max_steps` steps: the interpolating adjoint keeping the whole
+    interpolant against keeping one of k = √max_steps segments at a time
+    (Interpolating(checkpoints=k)), at max_steps and at a tenth of it: the whole interpolant
+    grows like max_steps, the checkpointed adjoint like √max_steps (k checkpoints and one
+    segment of max_steps/k steps; no buffer sized by max_steps)."""
+    system = ol.gallery.lorenz()
+    params = {k: jnp.asarray(v) for k, v in system.params.items()}
 
     def temp_bytes(fn):
         stats = jax.jit(fn).lower(params).compile().memory_analysis()
         return float(stats.temp_size_in_bytes + stats.output_size_in_bytes)
 
-    name = f"Lorenz, adaptive, max_steps {max_steps // 1000}k"
-    base = temp_bytes(loss)
-    rows = [_ratio_row(name, "memory: solve", "-", base, base, "bytes")]
-    k = int(max_steps**0.5)
-    for label, m in (("interpolating", "interpolating"),
-                     (f"interpolating(checkpoints={k})", ol.methods.Interpolating(k))):
-        b = temp_bytes(lambda p, m=m: ol.gradient(loss, p, m))
-        rows.append(_ratio_row(name, "memory: gradient / solve", label, b, base, "bytes"))
+    rows = []
+    for n in (max_steps // 10, max_steps):
+        def loss(p, method=None, n=n):
+            ys = ol.solve(system, params=p, saveat=100, rtol=1e-8, atol=1e-8, solver="tsit5",
+                          max_steps=n, method=method).ys
+            return jnp.mean(ys**2)
+
+        name = f"Lorenz, adaptive, max_steps {n // 1000}k"
+        base = temp_bytes(loss)
+        rows.append(_ratio_row(name, "memory: solve", "-", base, base, "bytes"))
+        k = int(n**0.5)
+        for label, m in (("interpolating", "interpolating"),
+                         (f"interpolating(checkpoints={k})", ol.methods.Interpolating(k))):
+            b = temp_bytes(lambda p, m=m, loss=loss: ol.gradient(loss, p, m))
+            rows.append(_ratio_row(name, "memory: gradient / solve", label, b, base, "bytes"))
     return rows
 
 
 def network_memory_rows(steps: int) -> list[dict]:
     """Many parameters through many steps: memory and time of a gradient against the solve,
-    for `auto` (checkpoint, one checkpoint per step: fastest), checkpoint with 32 checkpoints
-    (binomial schedule: less memory, more recomputation) and backsolve (constant memory)."""
+    for `auto` (checkpoint, one checkpoint per step: fastest), `auto` within a memory budget of
+    3× and 6× the solve's compiled memory (checkpoint with the checkpoints that fit),
+    checkpoint with 32 checkpoints (binomial schedule: less memory, more recomputation) and
+    backsolve (constant memory)."""
     system, mlp, n = _mlp_system(16, 2, seed=2)
     diff, static = eqx.partition(mlp, eqx.is_inexact_array)
     t1 = 10.0
@@ -231,12 +280,18 @@ def network_memory_rows(steps: int) -> list[dict]:
     name = f"neural ODE ({n} params), {steps // 1000}k steps"
     base_bytes, base_s = measured(loss)
     rows = [_ratio_row(name, "memory: solve", "-", base_bytes, base_bytes, "bytes")]
-    for label, m in (("auto", "auto"), ("checkpoint(32)", ol.methods.Checkpoint(32)),
-                     ("backsolve", "backsolve")):
-        b, s_ = measured(lambda d, m=m: ol.gradient(loss, d, m))
+    budgeted = "auto, budget 3× solve"
+    for label, m, budget_ in (("auto", "auto", None), (budgeted, "auto", 3 * base_bytes),
+                              ("auto, budget 6× solve", "auto", 6 * base_bytes),
+                              ("checkpoint(32)", ol.methods.Checkpoint(32), None),
+                              ("backsolve", "backsolve", None)):
+        b, s_ = measured(lambda d, m=m, budget_=budget_: ol.gradient(loss, d, m,
+                                                                   memory_budget=budget_))
+        target = label == budgeted
         rows.append(_ratio_row(name, "memory: gradient / solve", label, b, base_bytes,
-                               "bytes; target ≤ 3" if label == "auto" else "bytes"))
-        rows.append(_ratio_row(name, "time: gradient / solve", label, s_, base_s))
+                               "bytes; target ≤ 3" if target else "bytes"))
+        rows.append(_ratio_row(name, "time: gradient / solve", label, s_, base_s,
+                               "target ≤ 6" if target else ""))
     return rows
 
 
@@ -250,6 +305,7 @@ def run(quick: bool = False) -> list[dict]:
         lambda: neural_rows(repeats, ["auto", "checkpoint", "interpolating"]),
         lambda: hvp_rows(repeats),
         lambda: lorenz_hvp_rows(repeats),
+        lambda: interpolating_rows(repeats),
         lambda: hessian_rows(repeats),
         lambda: memory_rows(["auto", "checkpoint", "interpolating", "forward-sensitivity",
                              "backsolve"]),

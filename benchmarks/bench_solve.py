@@ -154,8 +154,28 @@ def cold_warm() -> list[dict]:
              "ratio": warm["first_solve_s"] / cold["first_solve_s"]}]
 
 
+def import_times(quick: bool = False) -> list[dict]:
+    """`import odelab` vs `import diffrax` in fresh processes, alternating, medians.
+
+    Each is timed as a whole process less an interpreter that imports nothing, so the ratio
+    compares what the imports themselves cost.
+    """
+    commands = {"nothing": "pass", "diffrax": "import diffrax", "odelab": "import odelab"}
+    times = {k: [] for k in commands}
+    env = dict(os.environ, ODELAB_CACHE_DIR="off")
+    for _ in range(2 if quick else 7):
+        for name, code in commands.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], env=env, check=True)
+            times[name].append(time.perf_counter() - start)
+    base, diffrax_s, odelab_s = (statistics.median(times[k]) for k in commands)
+    return [{"benchmark": "import odelab vs import diffrax (fresh process)",
+             "diffrax_s": diffrax_s - base, "odelab_s": odelab_s - base,
+             "ratio": (odelab_s - base) / (diffrax_s - base), "note": "target ≤ 1.3"}]
+
+
 def run(quick: bool = False) -> list[dict]:
-    return overhead(quick) + cold_warm()
+    return overhead(quick) + cold_warm() + import_times(quick)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import torch
 import torchdiffeq
 
 import odelab as ol
-from odelab._fields import vmap_solves
+from odelab.analysis.fields import vmap_solves
 
 RTOL, ATOL = 1e-6, 1e-8
 N_SAVE = 100

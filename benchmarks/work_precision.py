@@ -23,8 +23,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import odelab  # noqa: F401  (float64)
-from odelab.solvers import RadauIIA5, Rodas5
-from odelab.solvers.testset import PROBLEMS, relative_error
+from odelab.solve.solvers import RadauIIA5, Rodas5
+from odelab.solve.solvers.testset import PROBLEMS, relative_error
 
 PROBLEM_NAMES = ["hires", "van_der_pol", "robertson", "oregonator"]
 JAX_SOLVERS = {"Rodas5": Rodas5, "RadauIIA5": RadauIIA5, "Kvaerno5": diffrax.Kvaerno5}

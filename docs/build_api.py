@@ -2,9 +2,10 @@
 
 The reference covers what users import: the names `odelab/__init__.py` exports (its explicit
 re-exports and the lazily imported names in `_LAZY`), and the modules `odelab.methods`,
-`odelab.gallery`, `odelab.bilevel` and `odelab.solvers`. Private modules (`odelab._solve`, ...)
-never appear under their own names. The pages load nothing from the network: pdoc's math and
-diagram support (which use a CDN) stay off, and the search index is a local `search.js`.
+`odelab.gallery`, `odelab.bilevel`, `odelab.solvers` and `odelab.distributed`. The modules
+behind them (`odelab.analysis.bilevel`, `odelab.solve.solvers`, ...) appear under the public
+names only. The pages load nothing from the network: pdoc's math and diagram support (which use
+a CDN) stay off, and the search index is a local `search.js`.
 
 `scripts/docs.sh` runs this into `docs/api/` (open `docs/api/index.html`).
 """
@@ -24,9 +25,11 @@ import pdoc.render
 
 # Public sub-packages documented under their own names; `odelab.ui` stays out: its entry points
 # (`ol.explore`, `ol.Objective`) are documented in `odelab`.
-SUBPACKAGES = ("methods", "gallery", "solvers")
-# Public modules that odelab exposes as attributes of a private module (`ol.bilevel`).
-ALIASES = {"bilevel": "odelab._bilevel"}
+SUBPACKAGES = ("methods", "gallery", "distributed")
+# Packages the library is built from; their public names are documented where users import them.
+INTERNAL = ("system", "solve", "derivatives", "analysis", "lab", "ui", "cli")
+# Public modules that odelab exposes under a shorter name than where they live (`ol.bilevel`).
+ALIASES = {"bilevel": "odelab.analysis.bilevel", "solvers": "odelab.solve.solvers"}
 
 
 def public_names(module: types.ModuleType) -> list[str]:
@@ -72,7 +75,7 @@ def prepare() -> None:
         module = importlib.import_module(f"odelab.{sub}")
         if not hasattr(module, "__all__"):
             module.__all__ = public_names(module)
-    odelab.__all__ = list(dict.fromkeys([*top, *SUBPACKAGES]))
+    odelab.__all__ = list(dict.fromkeys([*top, *SUBPACKAGES, *ALIASES]))
 
 
 def build(output: Path) -> list[Path]:
@@ -91,7 +94,9 @@ def build(output: Path) -> list[Path]:
         footer_text=f"odelab {importlib.import_module('odelab').__version__}",
     )
     prepare()
-    pdoc.pdoc("odelab", output_directory=output)
+    # the packages the library is built from are documented through the public names only
+    internal = [rf"!odelab\.{name}(\.|$)" for name in INTERNAL]
+    pdoc.pdoc("odelab", *internal, output_directory=output)
     return sorted(output.rglob("*.html"))
 
 

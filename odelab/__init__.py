@@ -4,81 +4,71 @@
     >>> sys = ol.gallery.lotka_volterra()
     >>> sol = ol.solve(sys)
     >>> g = ol.gradient(lambda p: ol.solve(sys, params=p).ys[-1, 0], sys.params)
+
+The package, by what each part does (imports run one way, down this list):
+
+    system/       what is solved: System, DelaySystem, equations as text, Objective
+    solve/        the one solve front, the ODE and delay integrators, solvers, "auto"
+    methods/      gradient methods, one per module
+    derivatives/  gradient, jvp, hvp, hessian, ...: plans and compiled programs
+    analysis/     check_gradient, spectra, fields, fit, bilevel problems
+    gallery/      classic systems, ready to solve
+    lab/, ui/     the JupyterLab bridge and the Panel explorer (loaded when used)
+    cli.py        the `odelab` command
 """
 
-from . import _config as _config  # noqa: F401  (enables float64 and the compilation cache)
-from ._errors import (
-    EquationError as EquationError,
-)
-from ._errors import (
-    InputError as InputError,
-)
-from ._errors import (
-    MethodError as MethodError,
-)
-from ._errors import (
-    OdelabError as OdelabError,
-)
-from ._errors import (
-    SolveError as SolveError,
-)
-from ._errors import (
-    VectorFieldError as VectorFieldError,
-)
-from ._system import ParamInfo as ParamInfo
-from ._system import System as System
-from ._system import system as system
+import sys as _sys  # noqa: E402
 
-__version__ = "0.1.0"
+from . import _config as _config  # float64, the compilation cache, equinox's error mode
+from ._compilations import cache_hit_count as cache_hit_count
 from ._compilations import compile_count as compile_count
 from ._compilations import compile_seconds as compile_seconds
-from ._derivatives import (
-    flat_names as flat_names,
-)
-from ._derivatives import (
-    gradient as gradient,
-)
-from ._derivatives import (
-    hessian as hessian,
-)
-from ._derivatives import (
-    hvp as hvp,
-)
-from ._derivatives import (
-    jacobian as jacobian,
-)
-from ._derivatives import (
-    jvp as jvp,
-)
-from ._derivatives import (
-    value_and_gradient as value_and_gradient,
-)
-from ._solution import Solution as Solution
-from ._solve import solve as solve
-from ._solve import trace_count as trace_count
-from ._solvers import solver_names as solver_names
-from .solvers import register_all as _register_stiff_solvers
-
-_register_stiff_solvers()
+from ._compilations import trace_count as trace_count
+from ._errors import EquationError as EquationError
+from ._errors import InputError as InputError
+from ._errors import MethodError as MethodError
+from ._errors import OdelabError as OdelabError
+from ._errors import SolveError as SolveError
+from ._errors import VectorFieldError as VectorFieldError
+from ._version import __version__ as __version__
+from .derivatives import flat_names as flat_names
+from .derivatives import gradient as gradient
+from .derivatives import hessian as hessian
+from .derivatives import hvp as hvp
+from .derivatives import jacobian as jacobian
+from .derivatives import jvp as jvp
+from .derivatives import value_and_gradient as value_and_gradient
 from .methods import methods as methods
+from .solve import Solution as Solution
+from .solve import solve as solve
+from .solve import solver_names as solver_names
+from .solve import solvers as solvers
+from .system import DelaySystem as DelaySystem
+from .system import Objective as Objective
+from .system import ParamInfo as ParamInfo
+from .system import System as System
+from .system import system as system
 
-# Names whose modules are heavier (Panel, optax) or optional are imported on first use.
+# `import odelab.solvers` / `from odelab.solvers import Rodas5` keep working: the solvers now
+# live in odelab/solve/solvers.
+_sys.modules.setdefault(__name__ + ".solvers", solvers)
+
+# Names whose modules are heavier (Panel, optax, scipy) are imported on first use.
 _LAZY = {
     "gallery": (".gallery", None),
-    "check_gradient": ("._check", "check_gradient"),
-    "GradientReport": ("._check", "GradientReport"),
-    "inspect_adjoint": ("._check", "inspect_adjoint"),
-    "hessian_spectrum": ("._spectra", "hessian_spectrum"),
-    "Spectrum": ("._spectra", "Spectrum"),
-    "gradient_field": ("._fields", "gradient_field"),
-    "solve_ensemble": ("._fields", "solve_ensemble"),
-    "fit": ("._fit", "fit"),
-    "FitResult": ("._fit", "FitResult"),
-    "newton_krylov": ("._fit", "newton_krylov"),
-    "bilevel": ("._bilevel", None),
-    "DelaySystem": ("._delay", "DelaySystem"),
+    "check_gradient": (".analysis.check", "check_gradient"),
+    "GradientReport": (".analysis.check", "GradientReport"),
+    "inspect_adjoint": (".analysis.inspect", "inspect_adjoint"),
+    "hessian_spectrum": (".analysis.spectra", "hessian_spectrum"),
+    "Spectrum": (".analysis.spectra", "Spectrum"),
+    "gradient_field": (".analysis.fields", "gradient_field"),
+    "solve_ensemble": (".analysis.fields", "solve_ensemble"),
+    "fit": (".analysis.fit", "fit"),
+    "FitResult": (".analysis.fit", "FitResult"),
+    "newton_krylov": (".analysis.fit", "newton_krylov"),
+    "bilevel": (".analysis.bilevel", None),
+    "distributed": (".distributed", None),
     "explore": (".ui", "explore"),
-    "Objective": (".ui.objective", "Objective"),
 }
 
 
@@ -103,6 +93,14 @@ def _jupyter_labextension_paths():
     return [{"src": "labextension", "dest": "odelab"}]
 
 
-from . import _lab as _lab  # noqa: E402
+def _in_kernel() -> bool:
+    """Whether odelab runs inside a Jupyter kernel (where the JupyterLab bridge is wanted)."""
+    ipython = _sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
-_lab.activate()  # inside a Jupyter kernel: open the comm the JupyterLab extension talks to
+
+if _in_kernel():  # the sidebar and status bar talk to the kernel through the lab bridge
+    from .lab import activate as _activate_lab
+
+    _activate_lab()

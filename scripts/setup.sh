@@ -27,7 +27,9 @@ fi
 
 # Reinstall only when the project definition or the extension sources changed.
 stamp="$VENV/.odelab-installed"
-want=$(cat pyproject.toml extension/package.json extension/yarn.lock 2>/dev/null | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml extension/package.json extension/yarn.lock \
+  $(find extension/src extension/style notebooks -type f 2>/dev/null | sort) 2>/dev/null \
+  | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! python -c "import odelab" 2>/dev/null; then
   say "installing odelab and its dependencies (first time: a few minutes)"
   python -m pip install --quiet --upgrade pip
@@ -36,6 +38,19 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! python -c "import 
 else
   say "odelab already installed in $VENV"
 fi
+
+# JupyterLab settings for everyone using this environment, from the project's own file (the
+# one binder/postBuild installs on Binder): no "Jupyter news?" toast, no update checks.
+settings="$(python -c 'import sys; print(sys.prefix)')/share/jupyter/lab/settings"
+mkdir -p "$settings"
+python - "$settings/overrides.json" binder/overrides.json <<'PY'
+import json, pathlib, sys
+target, ours = pathlib.Path(sys.argv[1]), json.loads(pathlib.Path(sys.argv[2]).read_text())
+current = json.loads(target.read_text()) if target.exists() else {}
+if {k: current.get(k) for k in ours} != ours:  # keep any other plugin's overrides
+    target.write_text(json.dumps({**current, **ours}, indent=2) + "\n")
+    print(f"[odelab setup] JupyterLab settings written to {target}")
+PY
 
 if [ "${1:-}" = "--browser" ]; then
   bash scripts/install_browser.sh

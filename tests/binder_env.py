@@ -24,6 +24,8 @@ from jupyter_client.manager import AsyncKernelManager
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_TIMEOUT = 1200  # seconds; about 2 minutes with a warm pip cache
+# postBuild warms the compilation cache for these gallery explorers only (Binder: all of them)
+WARM_SYSTEMS = "lotka_volterra"
 
 # What a fresh clone does not have: local environments, caches and build outputs.
 _SKIP_NAMES = {".git", ".venv", "node_modules", "test-artifacts", "build", "dist", "__pycache__",
@@ -59,7 +61,15 @@ class BinderEnv:
         path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != runner_bin]
         env["PATH"] = os.pathsep.join([str(self.bin), *path])
         env["VIRTUAL_ENV"] = str(self.prefix)
+        # the compilation cache binder/postBuild filled, as ~/.cache/odelab/jax is on Binder
+        env["ODELAB_CACHE_DIR"] = str(self.cache_dir)
+        env["ODELAB_CACHE_MIN_COMPILE_S"] = "0"  # as a Binder image: every program
         return env
+
+    @property
+    def cache_dir(self) -> Path:
+        """JAX's compilation cache of this environment (postBuild fills it)."""
+        return self.prefix.parent / "jax-cache"
 
     def kernel_manager(self) -> AsyncKernelManager:
         """A manager for a kernel of this venv, started through binder/start as on Binder."""
@@ -98,7 +108,7 @@ def build(root: Path) -> BinderEnv:
     """Copy the repository to root/source and build binder/ into root/venv (once per process)."""
     root.mkdir(parents=True, exist_ok=True)
     source, prefix = root / "source", root / "venv"
-    for leftover in (source, prefix):  # from a build that failed part-way
+    for leftover in (source, prefix, root / "jax-cache"):  # from a build that failed part-way
         shutil.rmtree(leftover, ignore_errors=True)
     start = time.perf_counter()
     _copy_repository(source)
@@ -108,7 +118,8 @@ def build(root: Path) -> BinderEnv:
     with log.open("w") as out:
         done = subprocess.run(
             ["bash", "binder/postBuild"], cwd=source, stdout=out, stderr=subprocess.STDOUT,
-            env={**env.environ(), "ODELAB_BINDER_PIP_CACHE": "1"}, timeout=BUILD_TIMEOUT,
+            env={**env.environ(), "ODELAB_BINDER_PIP_CACHE": "1",
+                 "ODELAB_BINDER_WARM": WARM_SYSTEMS}, timeout=BUILD_TIMEOUT,
         )
     if done.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-40:])

@@ -20,8 +20,9 @@ MODULES = {
     "odelab": "odelab",
     "odelab.methods": "odelab.methods",
     "odelab.gallery": "odelab.gallery",
-    "odelab.bilevel": "odelab._bilevel",
-    "odelab.solvers": "odelab.solvers",
+    "odelab.bilevel": "odelab.analysis.bilevel",
+    "odelab.solvers": "odelab.solve.solvers",
+    "odelab.distributed": "odelab.distributed",
 }
 
 
@@ -128,7 +129,8 @@ def _page(site: Path, public: str) -> str:
 def test_pages_are_the_public_modules(site):
     pages = sorted(str(p.relative_to(site)) for p in site.rglob("*.html"))
     assert pages == sorted(["index.html", "odelab.html", "odelab/methods.html",
-                            "odelab/gallery.html", "odelab/bilevel.html", "odelab/solvers.html"])
+                            "odelab/gallery.html", "odelab/bilevel.html", "odelab/solvers.html",
+                            "odelab/distributed.html"])
     assert "odelab.html" in (site / "index.html").read_text()
     top = _page(site, "odelab")
     for public in MODULES:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import odelab as ol
-from odelab import _bilevel as bilevel
+from odelab.analysis import bilevel
 
 
 @pytest.fixture(scope="module")

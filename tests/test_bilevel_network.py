@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import odelab as ol
-from odelab import _bilevel as bilevel
+from odelab.analysis import bilevel
 
 STEPS = 3  # inner descent steps: enough to couple the network to the result, cheap to compile
 

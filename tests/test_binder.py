@@ -71,3 +71,27 @@ def test_start_exports_panel_inline(binder):
                "import os; print(os.environ['PANEL_INLINE'])", cwd=binder.source)
     assert out.strip() == "1"
 
+
+
+def test_the_build_fills_the_compilation_cache_for_a_students_first_explorer(binder):
+    # postBuild ran `odelab warm` (here for binder_env.WARM_SYSTEMS only; on Binder for every
+    # gallery system) into the cache the environment's kernels read
+    log = (binder.prefix.parent / "postBuild.log").read_text()
+    assert f"explorer first frames into {binder.cache_dir}" in log, log[-3000:]
+    warmed = re.search(r"\] lotka_volterra: (\d+) programs", log)
+    assert warmed, log[-3000:]
+    assert len(list(binder.cache_dir.iterdir())) >= int(warmed.group(1)) >= 5
+    # a student's process, started as Binder starts kernels: its first frame compiles nothing
+    code = """
+import json, odelab as ol
+c0, h0 = ol.compile_count(), ol.cache_hit_count()
+ex = ol.explore(ol.gallery.lotka_volterra(), view="Gradient")
+ex.refresh(); ex.wait()
+assert ex.status_level == "success", ex.status
+print(json.dumps([ol.compile_count() - c0, ol.cache_hit_count() - h0]))
+"""
+    out = _run(binder, "bash", str(binder.source / "binder" / "start"), str(binder.python),
+               "-c", code)
+    programs, from_cache = map(int, re.search(r"^\[(\d+), (\d+)\]$", out, re.M).groups())
+    assert programs == int(warmed.group(1)), out
+    assert programs - from_cache <= 1, f"{programs - from_cache} of {programs} compiled again"

@@ -13,7 +13,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import odelab as ol
-from odelab._delay import DelaySystem
+from odelab import DelaySystem
 
 # ------------------------------------------------------------------------------------------------
 # y'(t) = -a y(t - τ), y = 1 for t ≤ 0: on [(k-1)τ, kτ], y = Σ_{j≤k} (-a)^j (t - (j-1)τ)^j / j!

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import odelab
 from odelab import EquationError, System
-from odelab._equations import parse_equations
+from odelab.system.equations import parse_equations
 
 LV_TEXT = """
 # Lotka-Volterra
@@ -273,7 +273,7 @@ def test_malicious_and_malformed_inputs_are_rejected(text, match):
             r"`alpah` \(line 1; did you mean 'alpha'\?\), `bta` \(line 1; did you mean 'beta'\?\)",
         ),
         ("x' = -k*x", [1.0], r"`params` must be a dict"),
-        (42, None, r"must be given as text"),
+        (42, None, r"`text` must be the equations as a str"),
     ],
 )
 def test_error_messages_name_the_problem_and_the_fix(text, params, match):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import odelab as ol
-from odelab._fields import GradientField, gradient_field, solve_ensemble
+from odelab.analysis.fields import GradientField, gradient_field, solve_ensemble
 
 TS = np.linspace(0.0, 2.0, 5)
 
@@ -82,8 +82,8 @@ def test_sharded_over_eight_simulated_devices():
     script = textwrap.dedent("""
         import numpy as np, jax, jax.numpy as jnp
         import odelab as ol
-        from odelab._fields import device_mesh, shard_batch, pad_batch, solve_ensemble
-        from odelab._spectra import _Operator
+        from odelab.analysis.fields import device_mesh, shard_batch, pad_batch, solve_ensemble
+        from odelab.analysis.spectra import _Operator
         assert len(jax.devices()) == 8, jax.devices()
         mesh = device_mesh()
         x = shard_batch(pad_batch(jnp.arange(10.0), 16), mesh)

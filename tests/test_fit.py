@@ -8,7 +8,7 @@ import optax
 import pytest
 
 import odelab as ol
-from odelab._fit import FitResult, fit, newton_krylov
+from odelab.analysis.fit import FitResult, fit, newton_krylov
 from odelab.gallery._networks import _hamiltonian_field
 
 

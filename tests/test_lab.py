@@ -10,8 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from odelab import _lab, _registry
-from odelab._comm_schema import MAX_MESSAGE_BYTES, CommMessageError, validate_request
+from odelab.lab import bridge as _lab
+from odelab.lab import registry as _registry
+from odelab.lab.schema import MAX_MESSAGE_BYTES, CommMessageError, validate_request
 
 
 class FakeComm:
@@ -223,12 +224,21 @@ def test_valid_messages_are_accepted():
 # -- the bridge, driven through a fake comm --------------------------------------------------------
 
 
-def test_hello_replies_with_items_status_and_defaults(bridge, registry):
+def test_hello_replies_with_items_status_capabilities_and_defaults(bridge, registry):
     system = Thing()
     registry.track(system, "system", "lorenz", states=["x", "y", "z"])
     comm = FakeComm()
     bridge.attach(comm, {"type": "hello", "seq": 7})
-    assert [m["type"] for m in comm.sent] == ["items", "status", "defaults"]
+    assert [m["type"] for m in comm.sent] == ["items", "status", "capabilities", "defaults"]
+    # the method and solver names come from the library's registries, not from a copy
+    (caps,) = comm.of_type("capabilities")
+    import odelab
+
+    assert caps["methods"]["ode"] == ["auto", *odelab.methods(kind="ode").names()]
+    assert caps["methods"]["delay"] == ["auto", *odelab.methods(kind="delay").names()]
+    assert "delay-adjoint" not in caps["methods"]["ode"]
+    assert "backsolve" not in caps["methods"]["delay"]
+    assert {s["name"] for s in caps["solvers"]} == set(odelab.solver_names())
     assert all(m["seq"] == 7 for m in comm.sent)
     (items,) = comm.of_type("items")
     assert [i["name"] for i in items["items"]] == ["lorenz"]

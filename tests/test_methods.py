@@ -16,7 +16,7 @@ import pytest
 import scipy.linalg
 
 import odelab as ol
-from odelab._errors import MethodError, OdelabError
+from odelab import MethodError, OdelabError
 from odelab.methods import METHODS
 
 RTOL, ATOL = 1e-10, 1e-12
@@ -244,8 +244,8 @@ def test_time_derivative_refused():
 
 
 def test_auto_choices():
-    from odelab._derivatives import _auto_route
-    from odelab._solve import choose_method
+    from odelab.solve import choose_method
+    from odelab.solve import choose_route as _auto_route
 
     assert choose_method(None).name == "checkpoint"
     assert choose_method(_auto_route("gradient", 2, False)).name == "forward"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import odelab as ol
-from odelab.solvers.testset import PROBLEMS, relative_error
+from odelab.solve.solvers.testset import PROBLEMS, relative_error
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,3 +197,14 @@ def test_linear_system_scales_linearly_with_y0(scale):
     base = ol.solve(ROTATION, rtol=1e-11, atol=1e-13, saveat=2).ys[-1]
     scaled = ol.solve(ROTATION, y0=[scale, 2 * scale], rtol=1e-11, atol=1e-13, saveat=2).ys[-1]
     assert rel_err(scaled, scale * np.asarray(base)) < 1e-8
+
+
+def test_the_solver_reason_is_this_solves_even_when_the_program_is_shared():
+    """Two solves that differ only in why their solver was chosen share one program; each
+    solution still says its own reason."""
+    lv = ol.gallery.lotka_volterra()
+    marked = ol.solve(lv.replace(stiff=False), saveat=2)
+    probed = ol.solve(lv.replace(stiff=None), saveat=2)
+    assert marked.solver == probed.solver == "tsit5"
+    assert "marked stiff=False" in marked.solver_reason
+    assert "non-stiff" in probed.solver_reason

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import odelab as ol
-from odelab._spectra import Spectrum, hessian_spectrum
+from odelab.analysis.spectra import Spectrum, hessian_spectrum
 
 N = 2000
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import odelab as ol
-from odelab.solvers.testset import PROBLEMS, relative_error
+from odelab.solve.solvers.testset import PROBLEMS, relative_error
 
 
 def _system(name):

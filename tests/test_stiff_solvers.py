@@ -13,9 +13,9 @@ import pytest
 import scipy.linalg
 
 import odelab  # noqa: F401  (float64)
-from odelab import _solvers
-from odelab.solvers import RadauIIA5, Rodas5, _radau, register_all
-from odelab.solvers.testset import PROBLEMS, relative_error
+from odelab.solve import solvers as _solvers
+from odelab.solve.solvers import RadauIIA5, Rodas5, _radau
+from odelab.solve.solvers.testset import PROBLEMS, relative_error
 
 SOLVERS = [Rodas5, RadauIIA5]
 
@@ -233,8 +233,7 @@ def test_radau_coefficients_match_hairer_wanner():
     )
 
 
-def test_register_all_makes_them_available_by_name():
-    register_all()
+def test_odelab_stiff_solvers_are_available_by_name():
     assert _solvers.solver_spec("rodas5").make is Rodas5
     assert _solvers.solver_spec("Radau5").make is RadauIIA5
     assert {"rodas5", "radau5"} <= set(_solvers.solver_names(stiff=True))

@@ -3,9 +3,11 @@ Bokeh sources hold against references computed without the explorer (scipy at ti
 closed forms, finite differences).
 """
 
+import json
 import math
 import threading
 
+import jax.numpy as jnp
 import numpy as np
 import panel as pn
 import pytest
@@ -14,8 +16,8 @@ from scipy.integrate import solve_ivp
 
 import odelab as ol
 from odelab.ui import Explorer, Objective, explore
-from odelab.ui.explorer import method_options, solver_groups
-from odelab.ui.phase import classify, find_equilibria, zero_contour
+from odelab.ui.options import method_options, solver_groups
+from odelab.ui.phase import classify, depends_on_time, find_equilibria, zero_contour
 
 N_SAVE = 41
 LV = dict(alpha=1.5, beta=1.0, gamma=3.0, delta=1.0)
@@ -140,9 +142,11 @@ def test_gradient_method_change_recomputes_with_that_method(ex):
 
 
 def test_method_menu_marks_methods_that_cannot_serve_the_view(ex):
-    hessian = method_options("hessian")
+    hessian = method_options("hessian", ex.method_names)
     labels = {v: k for k, v in hessian.items()}
     for row in ol.methods().rows:
+        if row.name not in ex.method_names:
+            continue
         if row.capabilities.second_order:
             assert "✗" not in labels[row.name]
         else:
@@ -154,7 +158,7 @@ def test_method_menu_marks_methods_that_cannot_serve_the_view(ex):
 
 
 def test_solver_menu_groups_explicit_and_stiff():
-    from odelab._solvers import SOLVERS
+    from odelab.solve import SOLVERS
 
     groups = solver_groups()
     explicit = groups["explicit (non-stiff)"]
@@ -396,3 +400,108 @@ def test_serve_builds_a_page_and_the_command_line_reports_mistakes(capsys):
 def test_ipywidget_wrapper_builds(ex):
     widget = pn.ipywidget(ex)
     assert type(widget).__name__ == "BokehModel"
+
+
+def test_method_menu_offers_only_methods_for_the_system_kind(ex):
+    offered = set(ex.param.method.objects)
+    registered = set(ol.methods().names())
+    assert "delay-adjoint" in registered  # registered, but for DelaySystems only
+    assert offered == {"auto"} | registered - {"delay-adjoint"}
+    assert set(ex._widgets["method"].options.values()) == offered
+    with pytest.raises(ol.InputError, match="delay-adjoint.*Choose from"):
+        explore(ol.gallery.exponential_decay(), method="delay-adjoint")
+
+
+def test_a_forced_system_is_not_classified_as_if_autonomous():
+    # x' = -x + a cos(t), y' = -y: the snapshot at t0 has a fixed point (a cos(t0), 0) that is
+    # no equilibrium of the system (it moves with t)
+    forced = ol.System(lambda t, y, p: jnp.stack([-y[0] + p["a"] * jnp.cos(t), -y[1]]),
+                       states=("x", "y"), params={"a": 1.0}, y0=[0.5, 0.5], t_span=(0.0, 6.0),
+                       name="forced")
+    explorer = explore(forced, n_save=61, solver="tsit5", compute_gradient=False)
+    explorer.refresh()
+    assert explorer.plots.phase.equilibria.data["kind"] == []
+    assert "depends on t" in explorer.plots.phase.figure.title.text
+    assert not depends_on_time(forced.f, (0.0, 6.0), [0.5, 0.5], 0, 1, (-1, 1), (-1, 1),
+                               {"a": jnp.asarray(0.0)})  # no forcing: autonomous
+    unforced = explore(ol.gallery.lotka_volterra(), n_save=N_SAVE, solver="tsit5",
+                       compute_gradient=False)
+    unforced.refresh()
+    assert unforced.plots.phase.equilibria.data["kind"]  # classified as before
+    assert "depends on t" not in unforced.plots.phase.figure.title.text
+
+
+def test_the_layout_is_built_from_the_state_set_before_it():
+    explorer = explore(ol.gallery.brusselator(), compute_gradient=False, n_save=101,
+                       solver="tsit5")
+    explorer.view = "Phase portrait"
+    explorer.set_value("b", 3.5)
+    explorer.__panel__()
+    w = explorer._widgets
+    assert w["tabs"].active == 1
+    assert w["params"]["b"].value == pytest.approx(math.log10(3.5))  # log-scale slider
+    w["tabs"].active = 0
+    assert explorer.view == "Trajectory"
+    explorer.view = "Stats"
+    assert w["tabs"].active == 6
+    assert "rejected steps" in w["stats"].object
+
+
+def test_the_training_tab_says_what_it_fits(decay, ex):
+    text = decay.training.description()
+    assert "least squares vs data" in text and "5 observation times" in text
+    assert "no observations" in ex.training.description()
+
+
+def test_bokeh_loaders_leave_out_scripts_only_a_server_serves():
+    # Bokeh's own notebook loader once Panel (with its ESM components) is imported: it lists
+    # Panel's es-module-shims by a path only `panel serve` serves
+    from bokeh.embed.bundle import bundle_for_objs_and_resources
+    from bokeh.io.notebook import _loading_js
+    from bokeh.resources import INLINE
+
+    from odelab.ui.notebook import served_only, without_server_paths
+
+    bundle = bundle_for_objs_and_resources(None, INLINE)
+    urls = [str(url) for url in bundle.js_files]
+    assert any(served_only(url) and "es-module-shims" in url for url in urls)
+    js = _loading_js(bundle, None, register_mime=False)
+
+    def parts(text):  # before the list of script URLs, the list, after it
+        start = text.index("const js_urls = ") + len("const js_urls = ")
+        end = text.index(";", start)
+        return text[:start], json.loads(text[start:end]), text[end:]
+
+    head, listed, tail = parts(js)
+    assert listed == urls
+    assert parts(without_server_paths(js)) == (
+        head, [url for url in urls if not served_only(url)], tail)
+    assert not served_only("https://cdn.example.org/static/extensions/x.js")
+    assert not served_only("/lab/static/extensions/x.js")
+
+
+def test_a_new_combination_tells_the_lab_it_is_compiling(ex):
+    """The status bar's "compiling…" comes from these events: on while a new combination
+    compiles, off after, balanced; a warm slider move announces nothing."""
+    from odelab import _events
+
+    seen = []
+
+    def listener(**payload):
+        seen.append(payload["active"])
+
+    with _events.listening(_events.COMPILING, listener):
+        ex.n_save = N_SAVE + 2  # a new static combination: compiles
+        compiled = list(seen)
+        seen.clear()
+        ex.set_value("alpha", ex.values["alpha"] * 1.01)  # warm: no compile
+        warm = list(seen)
+    ex.n_save = N_SAVE
+    assert compiled and compiled[0] is True
+    assert compiled.count(True) == compiled.count(False)
+    depth = 0  # announcements nest (a stage's own solve announces too); never negative
+    for active in compiled:
+        depth += 1 if active else -1
+        assert depth >= 0
+    assert warm == []
+    assert ex.status_level == "success", ex.status

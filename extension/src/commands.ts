@@ -5,6 +5,7 @@ import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Notification } from '@jupyterlab/apputils';
 
 import { OdelabModel } from './model';
+import { pickObjective } from './format';
 import { IItem } from './protocol';
 import { openTutorial, saveNewNotebook, systemNotebookTemplate } from './tutorials';
 import { odelabIcon } from './icon';
@@ -43,9 +44,9 @@ export function addCommands(
     label: 'Open odelab Explorer',
     caption: 'Open the interactive explorer of an odelab system in a new tab',
     icon: odelabIcon,
-    isEnabled: () => (model.current?.items.length ?? 0) > 0,
+    isEnabled: () => (model.current?.items ?? []).some(item => item.kind === 'system'),
     execute: args => {
-      const target = pickItem(model, args.id, () => true);
+      const target = pickItem(model, args.id, item => item.kind === 'system');
       if (!target) {
         Notification.warning('odelab: no such system in the current notebook kernel.');
         return;
@@ -56,15 +57,39 @@ export function addCommands(
 
   commands.addCommand(CommandIDs.checkGradient, {
     label: 'Check odelab Gradient',
-    caption: 'Compare the gradient methods on an odelab objective',
-    isEnabled: () => (model.current?.items.length ?? 0) > 0,
+    caption:
+      'Check the gradient of the selected odelab objective (or the one used last) and show the report',
     execute: args => {
-      const target = pickItem(model, args.id, item => item.kind === 'objective');
-      if (!target) {
-        Notification.warning('odelab: no objective to check in the current notebook kernel.');
+      const bridge = model.current;
+      if (!bridge || !bridge.connected) {
+        Notification.warning(
+          'odelab: no odelab here: open a notebook and run `import odelab as ol` first.',
+          { autoClose: 8000 }
+        );
         return;
       }
-      model.request('check_gradient', target.id);
+      const items = bridge.items;
+      if (typeof args.id === 'string') {
+        const asked = items.find(item => item.id === args.id);
+        const id = asked?.kind === 'fit' ? asked.objectiveId : asked?.id;
+        if (!asked || !id || (asked.kind !== 'objective' && asked.kind !== 'fit')) {
+          Notification.warning(`odelab: ${asked?.name ?? args.id} is not an objective to check.`);
+          return;
+        }
+        bridge.selected = asked.id;
+        model.request('check_gradient', id);
+        return;
+      }
+      const id = pickObjective(items, bridge.selected);
+      if (id === null) {
+        Notification.warning(
+          'odelab: no objective to check in this notebook yet: pass a loss to ' +
+            'ol.check_gradient, ol.explore or ol.fit first.',
+          { autoClose: 8000 }
+        );
+        return;
+      }
+      model.request('check_gradient', id);
     }
   });
 

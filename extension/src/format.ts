@@ -89,3 +89,97 @@ export function uniqueName(wanted: string, taken: Set<string>): string {
     }
   }
 }
+
+/** A loss value: "0.0123", "1.23e-7". */
+export function formatLoss(value: number | null): string {
+  if (value === null || !Number.isFinite(value)) {
+    return '–';
+  }
+  const abs = Math.abs(value);
+  return abs !== 0 && (abs < 1e-3 || abs >= 1e5) ? value.toExponential(2) : significant(value);
+}
+
+/** A run: "42 steps · 3.1 ms (compiled) · ok", or the solve's failure message. */
+export function formatRun(item: IItem): string {
+  const parts: string[] = [];
+  if (item.steps !== null) {
+    parts.push(`${item.steps} step${item.steps === 1 ? '' : 's'}`);
+  }
+  if (item.seconds !== null) {
+    parts.push(`${formatSeconds(item.seconds)}${item.compiled ? ' (compiled)' : ''}`);
+  }
+  parts.push(item.ok === false ? (item.status ?? 'failed') : 'ok');
+  return parts.join(' · ');
+}
+
+/** A run's solver and method: "tsit5 · checkpoint". */
+export function formatRunSolver(item: IItem): string {
+  return [item.solver, item.method].filter(p => p).join(' · ');
+}
+
+/** Where an objective was used and its size: "from check_gradient, fit · 2 parameters". */
+export function formatObjective(item: IItem): string {
+  const sources: { [source: string]: string } = {
+    check: 'from check_gradient',
+    explore: 'from explore',
+    fit: 'from fit'
+  };
+  const parts: string[] = [];
+  const from = item.sources.length ? item.sources : item.source ? [item.source] : [];
+  if (from.length) {
+    const names = from.map(source => (sources[source] ?? source).replace(/^from /, ''));
+    parts.push(`from ${names.join(', ')}`);
+  }
+  if (item.nParams !== null) {
+    parts.push(`${item.nParams} parameter${item.nParams === 1 ? '' : 's'}`);
+  }
+  return parts.join(' · ');
+}
+
+/** The objective's last gradient check: "gradient accurate", or "gradient not checked yet". */
+export function formatVerdict(item: IItem): string {
+  return item.verdict ? `gradient ${item.verdict}` : 'gradient not checked yet';
+}
+
+/** A fit's progress: "7/20 steps", "20/20 steps · done", "3/20 steps · stopped: …". */
+export function formatFitProgress(item: IItem): string {
+  const steps = item.steps ?? 0;
+  const target = item.targetSteps ?? steps;
+  let text = `${steps}/${target} steps`;
+  if (item.done) {
+    text += item.interrupted && item.stopReason ? ` · stopped: ${item.stopReason}` : ' · done';
+  }
+  return text;
+}
+
+/** A fit's losses: "loss 0.0123 · best 0.0101 (step 17)". */
+export function formatFitLoss(item: IItem): string {
+  const parts = [`loss ${formatLoss(item.loss)}`];
+  if (item.best !== null) {
+    const at = item.bestStep !== null ? ` (step ${item.bestStep})` : '';
+    parts.push(`best ${formatLoss(item.best)}${at}`);
+  }
+  return parts.join(' · ');
+}
+
+/**
+ * The objective a gradient check should run on: the selected item if it is an objective (or a
+ * fit of a listed objective), else the objective used most recently; null when there is none.
+ */
+export function pickObjective(items: IItem[], selected: string | null): string | null {
+  const ids = new Set(items.map(item => item.id));
+  const chosen = items.find(item => item.id === selected);
+  if (chosen?.kind === 'objective') {
+    return chosen.id;
+  }
+  if (chosen?.kind === 'fit' && chosen.objectiveId && ids.has(chosen.objectiveId)) {
+    return chosen.objectiveId;
+  }
+  let best: IItem | null = null;
+  for (const item of items) {
+    if (item.kind === 'objective' && (best === null || (item.lastUsed ?? 0) >= (best.lastUsed ?? 0))) {
+      best = item;
+    }
+  }
+  return best?.id ?? null;
+}

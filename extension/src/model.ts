@@ -11,6 +11,7 @@ import {
   actionRequest,
   checkReply,
   COMM_TARGET,
+  ICapabilities,
   IEnvironmentStatus,
   IItem,
   IRequest,
@@ -76,6 +77,24 @@ export class KernelBridge {
 
   get defaults(): ISolverDefaults | null {
     return this._defaults;
+  }
+
+  /** The method and solver names this kernel's odelab offers. */
+  get capabilities(): ICapabilities | null {
+    return this._capabilities;
+  }
+
+  /** The item selected in the sidebar (the target of "Check odelab Gradient"), if still listed. */
+  get selected(): string | null {
+    const id = this._selected;
+    return id !== null && this._items.some(item => item.id === id) ? id : null;
+  }
+
+  set selected(id: string | null) {
+    if (id !== this._selected) {
+      this._selected = id;
+      this._changed.emit();
+    }
   }
 
   /** Whether odelab answers in this kernel (a comm is open and the kernel has replied). */
@@ -199,6 +218,10 @@ export class KernelBridge {
         this._defaults = reply.defaults;
         this._changed.emit();
         break;
+      case 'capabilities':
+        this._capabilities = { methods: reply.methods, solvers: reply.solvers };
+        this._changed.emit();
+        break;
       case 'display':
         this._displayRequested.emit({
           action: reply.action,
@@ -227,8 +250,10 @@ export class KernelBridge {
   private _onCommOpen = (comm: Kernel.IComm): void => this._attach(comm);
   private _comm: Kernel.IComm | null = null;
   private _items: IItem[] = [];
+  private _selected: string | null = null;
   private _status: IEnvironmentStatus | null = null;
   private _defaults: ISolverDefaults | null = null;
+  private _capabilities: ICapabilities | null = null;
   private _settings: IRequest | null = null;
   private _seq = 0;
   private _disposed = false;
@@ -271,6 +296,14 @@ export class OdelabModel {
   /** Emitted when an action was sent, so a view can show that work is under way. */
   get actionStarted(): ISignal<this, IActionStarted> {
     return this._actionStarted;
+  }
+
+  /** Select an item of the current notebook's kernel in the sidebar (null: none). */
+  select(id: string | null): void {
+    const bridge = this.current;
+    if (bridge) {
+      bridge.selected = id;
+    }
   }
 
   /** Run an action on an item of the current notebook's kernel. */

@@ -1,27 +1,21 @@
 /**
  * The odelab comm protocol, front-end side: the requests this extension sends to the kernel and
- * the check applied to every reply before anything is shown. Mirrors odelab/_comm_schema.py.
+ * the check applied to every reply before anything is shown. Mirrors odelab/lab/schema.py (requests)
+ * and odelab/lab/feed.py + bridge.py (replies).
  *
  * Pure functions only (no JupyterLab imports), so they are unit-tested with node's test runner.
  */
 
 export const COMM_TARGET = 'odelab';
 export const ITEM_KINDS = ['system', 'objective', 'run', 'fit'] as const;
-export const METHOD_NAMES = [
-  'auto',
-  'checkpoint',
-  'direct',
-  'backsolve',
-  'interpolating',
-  'forward',
-  'forward-sensitivity',
-  'finite-difference'
-] as const;
 export const MAX_ITEMS = 1000;
 export const MAX_OUTPUTS = 20;
 
 const ITEM_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const SOLVER_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
+// Method names are the kernel's (its `capabilities` reply lists them; ol.methods() in Python):
+// only their shape is checked here, the kernel refuses a name it does not know.
+const METHOD_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 const MAX_TEXT = 2000;
 
 export type ItemKind = (typeof ITEM_KINDS)[number];
@@ -30,21 +24,55 @@ export type ItemKind = (typeof ITEM_KINDS)[number];
 export const ITEM_ACTIONS = ['open_explorer', 'check_gradient'] as const;
 export type ItemAction = (typeof ITEM_ACTIONS)[number];
 
-/** One live object of the kernel, as listed in the sidebar. */
+/**
+ * One live object of the kernel, as listed in the sidebar. The kernel's item fields
+ * (odelab/lab/feed.py) are read in `checkItem`; tests/test_lab_feed.py checks that every field
+ * the kernel sends is read there.
+ */
 export interface IItem {
   id: string;
   kind: ItemKind;
   name: string;
+  /** system: its kind ("ode", "delay"). */
+  systemKind: string | null;
   states: string[];
   params: string[];
   lastSolver: string | null;
   lastMethod: string | null;
-  verdict: string | null;
   runTime: number | null;
   compileTime: number | null;
   nCompiles: number | null;
+  /** objective: where it came from ("check", "explore", "fit"), its size, its last check. */
+  source: string | null;
+  sources: string[];
+  nParams: number | null;
+  verdict: string | null;
+  headline: string | null;
+  methods: string[];
+  checked: number | null;
+  lastUsed: number | null;
+  /** run: the system solved, solver and method, wall time, steps, status. */
+  system: string | null;
+  solver: string | null;
+  method: string | null;
+  tSpan: number[];
+  seconds: number | null;
+  compiled: boolean | null;
+  steps: number | null;
+  ok: boolean | null;
+  status: string | null;
+  finished: number | null;
+  /** fit: progress (0..1), steps of target, last and best loss, whether it ended and why. */
   progress: number | null;
+  targetSteps: number | null;
   loss: number | null;
+  best: number | null;
+  bestStep: number | null;
+  done: boolean | null;
+  interrupted: boolean | null;
+  stopReason: string | null;
+  /** fit: the id of the objective it fits (its gradient check), if listed. */
+  objectiveId: string | null;
 }
 
 /** The kernel's computing environment, shown in the status bar. */
@@ -64,6 +92,12 @@ export interface ISolverDefaults {
   atol?: number;
 }
 
+/** The method and solver names of the kernel's odelab (from its registries, never copied). */
+export interface ICapabilities {
+  methods: { ode: string[]; delay: string[] };
+  solvers: { name: string; stiff: boolean; adaptive: boolean; description: string }[];
+}
+
 /** A display_data output to render in a main-area tab. */
 export interface IDisplayOutput {
   output_type: 'display_data';
@@ -75,6 +109,7 @@ export type Reply =
   | { type: 'items'; seq: number | null; items: IItem[] }
   | { type: 'status'; seq: number | null; status: IEnvironmentStatus }
   | { type: 'defaults'; seq: number | null; defaults: ISolverDefaults }
+  | ({ type: 'capabilities'; seq: number | null } & ICapabilities)
   | {
       type: 'display';
       seq: number | null;
@@ -120,6 +155,19 @@ function finite(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) ? value : null;
 }
 
+function flag(value: unknown): boolean | null {
+  return typeof value === 'boolean' ? value : null;
+}
+
+function numbers(value: unknown): number[] {
+  return Array.isArray(value)
+    ? value
+        .slice(0, 16)
+        .map(finite)
+        .filter((v): v is number => v !== null)
+    : [];
+}
+
 function names(value: unknown): string[] {
   if (Array.isArray(value)) {
     return value
@@ -151,16 +199,41 @@ export function checkItem(value: unknown): IItem | null {
     id: value.id,
     kind: kind as ItemKind,
     name: text(value.name, 120) ?? value.id,
+    systemKind: text(value.system_kind, 32),
     states: names(value.states),
     params: names(value.params),
     lastSolver: text(value.last_solver, 64),
     lastMethod: text(value.last_method, 64),
-    verdict: text(value.verdict, 200),
     runTime: finite(value.run_time_s),
     compileTime: finite(value.compile_time_s),
     nCompiles: finite(value.n_compiles),
+    source: text(value.source, 32),
+    sources: names(value.sources),
+    nParams: finite(value.n_params),
+    verdict: text(value.verdict, 200),
+    headline: text(value.headline, 500),
+    methods: names(value.methods),
+    checked: finite(value.checked),
+    lastUsed: finite(value.last_used),
+    system: text(value.system, 120),
+    solver: text(value.solver, 64),
+    method: text(value.method, 64),
+    tSpan: numbers(value.t_span),
+    seconds: finite(value.seconds),
+    compiled: flag(value.compiled),
+    steps: finite(value.steps),
+    ok: flag(value.ok),
+    status: text(value.status, 500),
+    finished: finite(value.finished),
     progress: progress === null ? null : Math.min(1, Math.max(0, progress)),
-    loss: finite(value.loss)
+    targetSteps: finite(value.target_steps),
+    loss: finite(value.loss),
+    best: finite(value.best),
+    bestStep: finite(value.best_step),
+    done: flag(value.done),
+    interrupted: flag(value.interrupted),
+    stopReason: text(value.stop_reason, 500),
+    objectiveId: isItemId(value.objective_id) ? value.objective_id : null
   };
 }
 
@@ -207,6 +280,22 @@ function checkDefaults(value: unknown): ISolverDefaults | null {
   return defaults;
 }
 
+function checkCapabilities(data: Json): ICapabilities | null {
+  const methods = data.methods;
+  if (!isObject(methods) || !Array.isArray(data.solvers)) {
+    return null;
+  }
+  const solvers = data.solvers.slice(0, 200).flatMap(value => {
+    const name = isObject(value) ? text(value.name, 64) : null;
+    if (!isObject(value) || name === null) {
+      return [];
+    }
+    const description = text(value.description, 500) ?? '';
+    return [{ name, stiff: value.stiff === true, adaptive: value.adaptive === true, description }];
+  });
+  return { methods: { ode: names(methods.ode), delay: names(methods.delay) }, solvers };
+}
+
 function checkOutput(value: unknown): IDisplayOutput | null {
   if (!isObject(value) || value.output_type !== 'display_data' || !isObject(value.data)) {
     return null;
@@ -241,6 +330,12 @@ export function checkReply(data: unknown): Checked {
       return defaults
         ? { ok: true, reply: { type: 'defaults', seq, defaults } }
         : { ok: false, error: '"defaults" must be an object' };
+    }
+    case 'capabilities': {
+      const capabilities = checkCapabilities(data);
+      return capabilities
+        ? { ok: true, reply: { type: 'capabilities', seq, ...capabilities } }
+        : { ok: false, error: '"capabilities" needs methods and a list of solvers' };
     }
     case 'display': {
       if (!isItemId(data.id) || !Array.isArray(data.outputs)) {
@@ -290,7 +385,7 @@ export function settingsRequest(raw: { [key: string]: unknown }): IRequest {
   if (typeof raw.solver === 'string' && SOLVER_NAME.test(raw.solver)) {
     settings.solver = raw.solver;
   }
-  if (typeof raw.method === 'string' && (METHOD_NAMES as readonly string[]).includes(raw.method)) {
+  if (typeof raw.method === 'string' && METHOD_NAME.test(raw.method)) {
     settings.method = raw.method;
   }
   for (const key of ['rtol', 'atol'] as const) {

@@ -102,7 +102,7 @@ export function systemNotebookTemplate(): object {
         'def lotka_volterra(t, y, p):\n' +
           '    x, z = y\n' +
           '    return jnp.stack([p["a"] * x - p["b"] * x * z, -p["c"] * z + p["d"] * x * z])\n\n' +
-          'sys = ol.System(\n' +
+          'predator_prey = ol.System(\n' +
           '    lotka_volterra,\n' +
           '    states=("prey", "predator"),\n' +
           '    params={"a": 1.1, "b": 0.4, "c": 0.4, "d": 0.1},\n' +
@@ -111,14 +111,14 @@ export function systemNotebookTemplate(): object {
           '    name="lotka-volterra",\n' +
           ')'
       ),
-      cell('code', 'sol = ol.solve(sys)\nsol'),
+      cell('code', 'sol = ol.solve(predator_prey)\nsol'),
       cell(
         'code',
         'def loss(p):\n' +
-          '    return ol.solve(sys, params=p).ys[-1, 0]\n\n' +
-          'ol.gradient(loss, sys.params)'
+          '    return ol.solve(predator_prey, params=p).ys[-1, 0]\n\n' +
+          'ol.gradient(loss, predator_prey.params)'
       ),
-      cell('code', 'ol.explore(sys)')
+      cell('code', 'ol.explore(predator_prey)')
     ]
   };
 }

@@ -2,17 +2,31 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
+  formatFitLoss,
+  formatFitProgress,
+  formatLoss,
   formatNames,
+  formatObjective,
+  formatRun,
+  formatRunSolver,
   formatSeconds,
   formatSolver,
   formatStatus,
   formatTimes,
+  formatVerdict,
+  pickObjective,
   uniqueName
 } from '../src/format';
 import { checkItem, IItem } from '../src/protocol';
 
 function item(fields: object): IItem {
   const checked = checkItem({ id: 'system-1', kind: 'system', name: 'lv', ...fields });
+  assert.ok(checked);
+  return checked;
+}
+
+function of(kind: string, id: string, fields: object = {}): IItem {
+  const checked = checkItem({ id, kind, name: id, ...fields });
   assert.ok(checked);
   return checked;
 }
@@ -61,4 +75,73 @@ test('copies never overwrite existing files', () => {
     uniqueName('lorenz.ipynb', new Set(['lorenz.ipynb', 'lorenz-1.ipynb'])),
     'lorenz-2.ipynb'
   );
+});
+
+test('runs say steps, time and status', () => {
+  const run = of('run', 'run-1', {
+    solver: 'tsit5',
+    method: 'checkpoint',
+    steps: 42,
+    seconds: 1.5,
+    compiled: true,
+    ok: true,
+    status: 'ok'
+  });
+  assert.equal(formatRun(run), '42 steps · 1.5 s (compiled) · ok');
+  assert.equal(formatRunSolver(run), 'tsit5 · checkpoint');
+  const failed = of('run', 'run-2', { steps: 2, seconds: 0.002, ok: false, status: 'max_steps hit' });
+  assert.equal(formatRun(failed), '2 steps · 2 ms · max_steps hit');
+});
+
+test('objectives say where they come from and their last verdict', () => {
+  const fresh = of('objective', 'objective-1', { source: 'explore', n_params: 1 });
+  assert.equal(formatObjective(fresh), 'from explore · 1 parameter');
+  assert.equal(formatVerdict(fresh), 'gradient not checked yet');
+  const checked = of('objective', 'objective-2', { source: 'check', n_params: 3, verdict: 'accurate' });
+  assert.equal(formatObjective(checked), 'from check_gradient · 3 parameters');
+  assert.equal(formatVerdict(checked), 'gradient accurate');
+  const twice = of('objective', 'objective-3', { source: 'fit', sources: ['check', 'fit'] });
+  assert.equal(formatObjective(twice), 'from check_gradient, fit');
+});
+
+test('fits say progress, loss and best', () => {
+  const running = of('fit', 'fit-1', {
+    progress: 0.35,
+    steps: 7,
+    target_steps: 20,
+    loss: 0.0123,
+    best: 0.0101,
+    best_step: 5,
+    done: false
+  });
+  assert.equal(running.progress, 0.35);
+  assert.equal(formatFitProgress(running), '7/20 steps');
+  assert.equal(formatFitLoss(running), 'loss 0.0123 · best 0.0101 (step 5)');
+  const stopped = of('fit', 'fit-2', {
+    steps: 3,
+    target_steps: 20,
+    done: true,
+    interrupted: true,
+    stop_reason: 'stop() requested at step 2'
+  });
+  assert.equal(formatFitProgress(stopped), '3/20 steps · stopped: stop() requested at step 2');
+  assert.equal(formatFitLoss(stopped), 'loss –');
+  assert.equal(formatLoss(1.234e-7), '1.23e-7');
+});
+
+test('the gradient check runs on the selected objective, else the one used last', () => {
+  const items = [
+    of('system', 'system-1'),
+    of('objective', 'objective-2', { last_used: 10 }),
+    of('objective', 'objective-3', { last_used: 30 }),
+    of('objective', 'objective-4', { last_used: 20 }),
+    of('fit', 'fit-5', { objective_id: 'objective-2' }),
+    of('fit', 'fit-6', { objective_id: 'objective-99' })
+  ];
+  assert.equal(pickObjective(items, 'objective-4'), 'objective-4');
+  assert.equal(pickObjective(items, 'fit-5'), 'objective-2');
+  assert.equal(pickObjective(items, null), 'objective-3');
+  assert.equal(pickObjective(items, 'system-1'), 'objective-3');
+  assert.equal(pickObjective(items, 'fit-6'), 'objective-3'); // its objective is gone
+  assert.equal(pickObjective([of('system', 'system-1')], null), null);
 });

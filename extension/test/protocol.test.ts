@@ -99,7 +99,7 @@ test('settings requests keep only valid values', () => {
     }
   );
   assert.deepEqual(
-    settingsRequest({ solver: 'import os', method: 'magic', rtol: 2, atol: -1, extra: 1 }),
+    settingsRequest({ solver: 'import os', method: 'magic; rm', rtol: 2, atol: -1, extra: 1 }),
     { type: 'settings', settings: {} }
   );
 });
@@ -110,4 +110,19 @@ test('action requests refuse ids the kernel could not have sent', () => {
     id: 'system-1'
   });
   assert.throws(() => actionRequest('check_gradient', 'x y'), /not an item id/);
+});
+
+test('capabilities replies carry the method and solver names of the kernel', () => {
+  const checked = checkReply({
+    type: 'capabilities',
+    seq: 0,
+    methods: { ode: ['auto', 'checkpoint'], delay: ['auto', 'delay-adjoint'] },
+    solvers: [{ name: 'tsit5', stiff: false, adaptive: true, description: 'Tsitouras 5(4)' }, 7]
+  });
+  assert.equal(checked.ok, true);
+  if (checked.ok && checked.reply.type === 'capabilities') {
+    assert.deepEqual(checked.reply.methods.delay, ['auto', 'delay-adjoint']);
+    assert.deepEqual(checked.reply.solvers.map(s => s.name), ['tsit5']);
+  }
+  assert.equal(checkReply({ type: 'capabilities', methods: [] }).ok, false);
 });

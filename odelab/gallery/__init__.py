@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .._system import System
+from ..system import System
 from ._classic import (
     brusselator,
     damped_pendulum,

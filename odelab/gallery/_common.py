@@ -7,7 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from .._system import System
+from ..system import System
 
 
 def slider(

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from .._errors import InputError
-from .._system import System
+from ..system import System
 from ._common import pick
 
 

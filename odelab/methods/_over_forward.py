@@ -28,9 +28,6 @@ import jax.tree_util as jtu
 
 from .._errors import MethodError
 
-ROUTE = "reverse-over-forward"
-"""The mark a derivative request carries when it wants this route (see `_derivatives`)."""
-
 _TIME_INPUTS = ("t0", "t1", "ts", "rtol", "atol", "dt")
 
 
@@ -67,9 +64,3 @@ def solve_with_tangent_rule(run: Callable[..., Any], inputs: dict[str, Any],
     pdiff, prest = eqx.partition(inputs["params"], eqx.is_inexact_array)
     rest = {k: v for k, v in inputs.items() if k not in ("y0", "params")}
     return _solve(inputs["y0"], pdiff, rest, prest, run, adjoint, method_name)
-
-
-def wants_route(derivative: Any) -> bool:
-    """Whether the derivative request in force asks the solves for reverse over forward."""
-    return derivative is not None and ROUTE in tuple(derivative)[2:]
-

@@ -2,14 +2,16 @@
 
 Two primitives (built the way lineax builds its linear solve, on equinox.internal):
 
-- `odelab_solve`: the plain solve (y0, params) -> saved states. Its JVP rule is `odelab_tangent`.
+- `odelab_solve`: the plain solve (y0, params) -> saved states. Its JVP rule computes the primal
+  with `forward_pass` (the plain solve's steps, keeping their dense output for the adjoint) and
+  binds `odelab_tangent`.
 - `odelab_tangent`: the forward sensitivities s(t) = ∂y(t)/∂(y0, params) · (ẏ0, ṗ), integrated
   together with the state, the step-size controller's error norm covering both. It is linear in
-  (ẏ0, ṗ); its transpose rule is the interpolating adjoint: one forward solve keeping the dense
-  interpolant, then the adjoint ODE backward between save times, reading y(t) from the interpolant.
+  (ẏ0, ṗ); its transpose rule is the interpolating adjoint: one backward sweep from t1 to t0,
+  reading y(t) from the forward pass's dense output (`_inner.adjoint_solve`).
 
-Every inner solve is forward-differentiable (diffrax ForwardMode), so `jax.jvp` of a gradient
-(Hessian-vector products), `jax.hessian` and `jacfwd(jacfwd)` work; batching comes from
+Everything after the plain solve is plain JAX and forward-differentiable, so `jax.jvp` of a
+gradient (Hessian-vector products), `jax.hessian` and `jacfwd(jacfwd)` work; batching comes from
 equinox's `create_vprim` (each rule is vmapped). Reverse mode over the adjoint (a gradient of a
 gradient) is not supported: the adjoint's while loops cannot be transposed.
 """
@@ -28,7 +30,7 @@ import jax.tree_util as jtu
 from jax.interpreters import ad
 
 from .._errors import MethodError
-from ._inner import _is_none, adjoint_solve, tangent_solve
+from ._inner import _is_none, adjoint_solve, forward_pass, tangent_solve
 
 _TIME_INPUTS = ("t0", "t1", "ts", "rtol", "atol", "dt")
 
@@ -58,11 +60,36 @@ def _abstract(impl):
 def _refuse_time_tangents(config: Any, t_rest: dict[str, Any]) -> None:
     moving = [k for k in _TIME_INPUTS if jtu.tree_leaves(t_rest.get(k))]
     if moving:
-        raise MethodError(
-            f"`method={config.method.name!r}` differentiates with respect to y0 and the parameters "
-            f"only, not {', '.join(moving)} (t_span, save times, tolerances). Use method='direct' "
-            "to differentiate with respect to times."
-        )
+        raise _time_error(config, moving)
+
+
+def _time_error(config: Any, moving: list[str]) -> MethodError:
+    return MethodError(
+        f"`method={config.method.name!r}` differentiates with respect to y0 and the parameters "
+        f"only, not {', '.join(moving)} (t_span, save times, tolerances). Use method='direct' "
+        "to differentiate with respect to times."
+    )
+
+
+def _guard_times(config: Any, rest: dict[str, Any]) -> dict[str, Any]:
+    """`rest` with its times and tolerances passed through an identity whose derivative is an
+    error: the forward pass runs as plain JAX inside the JVP rule, so a derivative of a
+    derivative with respect to them (jvp of grad in t1, say) would otherwise pass through it
+    unchecked. (JAX calls the rule only for a tangent that is not a symbolic zero.)"""
+
+    def guarded(name: str, x: Any) -> Any:
+        @jax.custom_jvp
+        def same(v):
+            return v
+
+        @same.defjvp
+        def _refuse(primals, tangents):
+            raise _time_error(config, [name])
+
+        return same(x)
+
+    return {k: guarded(k, v) if k in _TIME_INPUTS and v is not None else v
+            for k, v in rest.items()}
 
 
 def _materialise(primal: Any, tangent: Any) -> Any:
@@ -85,14 +112,41 @@ def _primal_jvp(primals, tangents):
     config, run, rest, pdiff, prest = primals
     _, _, t_rest, t_pdiff, _ = tangents
     _refuse_time_tangents(config, t_rest)
-    sol = eqxi.filter_primitive_bind(_solve_p, config, run, rest, pdiff, prest)
+    sol, residual = _primal_keeping_residual(config, run, rest, pdiff, prest)
     ty0 = eqxi.materialise_zeros(rest["y0"], t_rest["y0"])
     tp = _materialise(pdiff, t_pdiff)
     ty0, tp = _batched_like_primals((rest, pdiff, prest), (ty0, tp))
-    t_ys, t_end = eqxi.filter_primitive_bind(_tangent_p, config, rest, pdiff, prest, ty0, tp)
+    t_ys, t_end = eqxi.filter_primitive_bind(_tangent_p, config, rest, pdiff, prest, residual,
+                                             ty0, tp)
     none = {f.name: None for f in dataclasses.fields(sol) if not f.metadata.get("static")}
     t_sol = dataclasses.replace(sol, **{**none, "ys": t_ys, "y_reached": t_end})
     return sol, t_sol
+
+
+_OUTPUTS = ("ts", "ys", "t_reached", "y_reached", "result", "num_steps", "num_accepted",
+            "num_rejected")
+
+
+def _primal_keeping_residual(config, run, rest, pdiff, prest):
+    """The primal Solution and what the adjoint needs of the forward solve (None: nothing).
+
+    For `interpolating` (which serves reverse mode) the primal comes from `forward_pass`, which
+    takes the same steps as the plain solve and keeps the dense output (or checkpoints) for the
+    adjoint, so a gradient does not solve forward twice. `forward-sensitivity` (forward mode
+    first) keeps the plain solve, and its adjoint re-solves. A Solution with outputs this
+    module does not know of falls back to the latter too.
+    """
+    plain = config.method.prefers != "reverse"
+    if not plain:
+        template = eqx.filter_eval_shape(_primal_impl, config, run, rest, pdiff, prest)
+        known = {f.name for f in dataclasses.fields(template)
+                 if not f.metadata.get("static") and f.name != "dense"}
+        plain = known != set(_OUTPUTS) or template.dense is not None
+    if plain:
+        return eqxi.filter_primitive_bind(_solve_p, config, run, rest, pdiff, prest), None
+    outputs, residual = forward_pass(config, _guard_times(config, rest), pdiff, prest)
+    fields = {k: jnp.asarray(outputs[k]).astype(getattr(template, k).dtype) for k in _OUTPUTS}
+    return dataclasses.replace(template, **fields), residual
 
 
 def _batched_like_primals(primals: Any, tangents: Any) -> Any:
@@ -125,13 +179,13 @@ _solve_p = eqxi.create_vprim(
 # --------------------------------------------------------------------------------------------
 # odelab_tangent: forward sensitivities, linear in (ty0, tp)
 # --------------------------------------------------------------------------------------------
-def _tangent_impl(config, rest, pdiff, prest, ty0, tp):
+def _tangent_impl(config, rest, pdiff, prest, residual, ty0, tp):
     return tangent_solve(config, rest, pdiff, prest, ty0, tp)
 
 
 def _tangent_jvp(primals, tangents):
-    config, rest, pdiff, prest, ty0, tp = primals
-    _, t_rest, t_pdiff, _, t_ty0, t_tp = tangents
+    config, rest, pdiff, prest, _, ty0, tp = primals
+    _, t_rest, t_pdiff, _, _, t_ty0, t_tp = tangents
     _refuse_time_tangents(config, t_rest)
     # Second order forward (jacfwd of jacfwd): differentiate the sensitivity solve itself;
     # its inner solve runs under diffrax ForwardMode, which jax.jvp goes through.
@@ -154,7 +208,7 @@ def _keep_undefined(primal: Any, ct: Any) -> Any:
 
 
 def _tangent_transpose(inputs, cts):
-    config, rest, pdiff, prest, ty0, tp = inputs
+    config, rest, pdiff, prest, residual, ty0, tp = inputs
     c_ys, c_end = cts
     # a symbolic-zero cotangent can arrive as None (under vmap equinox does not materialise it)
     y0 = rest["y0"]
@@ -162,11 +216,12 @@ def _tangent_transpose(inputs, cts):
         c_ys = jnp.zeros(rest["ts"].shape + y0.shape, y0.dtype)
     if c_end is None:
         c_end = jnp.zeros_like(y0)
-    y0_bar, p_bar = adjoint_solve(config, rest, pdiff, prest, c_ys, c_end)
+    y0_bar, p_bar = adjoint_solve(config, rest, pdiff, prest, c_ys, c_end, residual)
     y0_bar = _keep_undefined(ty0, y0_bar)
     p_bar = jtu.tree_map(_keep_undefined, tp, p_bar, is_leaf=lambda x: _undefined(x) or x is None)
     nothing = lambda tree: jtu.tree_map(lambda _: None, tree)  # noqa: E731
-    return None, nothing(rest), nothing(pdiff), nothing(prest), y0_bar, p_bar
+    return (None, nothing(rest), nothing(pdiff), nothing(prest), nothing(residual), y0_bar,
+            p_bar)
 
 
 _tangent_p = eqxi.create_vprim(

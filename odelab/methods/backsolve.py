@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import diffrax
 
-from .base import Capabilities, GradientMethod
+from ..solve.gradient_method import Capabilities, GradientMethod
 
 
 class Backsolve(GradientMethod):
@@ -31,3 +33,9 @@ class Backsolve(GradientMethod):
 
     def adjoint(self, *, max_steps: int, state_size: int) -> diffrax.AbstractAdjoint:
         return diffrax.BacksolveAdjoint()
+
+    def planned_bytes(self, problem: Any) -> float:
+        # the backward solve's state: state, adjoint and parameter cotangent, with its stages
+        n, item = problem.state_size, problem.itemsize
+        return (problem.solve_bytes + 512 * item
+                + 2 * (problem.stages + 4) * (2 * n + problem.n_params) * item)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import diffrax
 
-from .base import Capabilities, GradientMethod
+from ..solve.gradient_method import Capabilities, GradientMethod
 
 
 class Direct(GradientMethod):
@@ -15,6 +17,7 @@ class Direct(GradientMethod):
     """
 
     name = "direct"
+    applies_to = ("ode", "delay")
     capabilities = Capabilities(
         reverse=True,
         forward=True,
@@ -30,3 +33,10 @@ class Direct(GradientMethod):
 
     def adjoint(self, *, max_steps: int, state_size: int) -> diffrax.AbstractAdjoint:
         return diffrax.DirectAdjoint()
+
+    def planned_bytes(self, problem: Any) -> float:
+        # the unrolled loop's nested checkpoints, measured not to grow with max_steps: a fixed
+        # working set and the stages of state and parameters several times over
+        n, item = problem.state_size, problem.itemsize
+        return (problem.solve_bytes + 6144 * item
+                + 16 * (problem.stages + 2) * (n + problem.n_params) * item)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import diffrax
 
-from .base import Capabilities, GradientMethod
+from ..solve.gradient_method import Capabilities, GradientMethod
 
 
 class Forward(GradientMethod):
@@ -16,6 +18,7 @@ class Forward(GradientMethod):
     """
 
     name = "forward"
+    applies_to = ("ode", "delay")
     capabilities = Capabilities(
         reverse=False,
         forward=True,
@@ -30,3 +33,7 @@ class Forward(GradientMethod):
 
     def adjoint(self, *, max_steps: int, state_size: int) -> diffrax.AbstractAdjoint:
         return diffrax.ForwardMode()
+
+    def planned_bytes(self, problem: Any) -> float:
+        # one tangent of the solve per parameter direction (a gradient: every parameter)
+        return problem.solve_bytes * (1 + problem.n_params)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .base import Capabilities, GradientMethod
+from ..solve.gradient_method import Capabilities, GradientMethod
 from .interpolating import primitive_or_direct
 
 
@@ -39,3 +39,7 @@ class ForwardSensitivity(GradientMethod):
     def integrate(self, run: Callable[..., Any], inputs: Any, *, max_steps: int,
                   state_size: int, config: Any = None) -> Any:
         return primitive_or_direct(run, inputs, config)
+
+    def planned_bytes(self, problem: Any) -> float:
+        # one tangent of the solve per parameter direction (a gradient: every parameter)
+        return problem.solve_bytes * (1 + problem.n_params)

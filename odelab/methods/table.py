@@ -5,26 +5,29 @@ from __future__ import annotations
 import dataclasses
 import html
 
-from .base import Capabilities
+from ..solve.gradient_method import Capabilities
 
-_COLUMNS = ("method", "gradient", "jvp", "second order", "nested", "exact", "memory", "cost",
-            "stiff problems")
+_COLUMNS = ("method", "systems", "gradient", "jvp", "second order", "nested", "exact", "memory",
+            "cost", "stiff problems")
 
 
 @dataclasses.dataclass(frozen=True)
 class MethodRow:
     name: str
     capabilities: Capabilities
+    applies_to: tuple[str, ...] = ("ode",)
+    planned: str | None = None  # the planned memory for a given solve, in words
 
     def cells(self) -> tuple[str, ...]:
         c = self.capabilities
         yes = lambda b: "yes" if b else "no"
         grad = "reverse" if c.reverse else ("forward" if c.forward else "no")
         return (
-            self.name, grad, yes(c.forward or c.reverse), ", ".join(c.second_order) or "no",
+            self.name, ", ".join(self.applies_to), grad, yes(c.forward or c.reverse),
+            ", ".join(c.second_order) or "no",
             yes(c.nested), "discrete-exact" if c.exact else "approximate", c.memory, c.cost,
             c.stiff,
-        )
+        ) + (() if self.planned is None else (self.planned,))
 
 
 class MethodTable:
@@ -32,6 +35,8 @@ class MethodTable:
 
     def __init__(self, rows: list[MethodRow]):
         self.rows = rows
+        self.columns = _COLUMNS + (
+            ("planned memory",) if rows and rows[0].planned is not None else ())
 
     def __iter__(self):
         return iter(self.rows)
@@ -51,17 +56,19 @@ class MethodTable:
     def to_records(self) -> list[dict]:
         """Plain dicts (JSON-able), one per method."""
         return [
-            {"name": r.name, **dataclasses.asdict(r.capabilities)} for r in self.rows
+            {"name": r.name, "applies_to": list(r.applies_to), **dataclasses.asdict(r.capabilities),
+             **({} if r.planned is None else {"planned_memory": r.planned})}
+            for r in self.rows
         ]
 
     def __repr__(self) -> str:
-        cells = [_COLUMNS] + [r.cells() for r in self.rows]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(_COLUMNS))]
+        cells = [self.columns] + [r.cells() for r in self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r.cells()) + "</tr>"
             for r in self.rows

@@ -4,18 +4,19 @@
     >>> ol.explore(ol.gallery.lotka_volterra())      # in JupyterLab: shows the explorer
 
 Panel's JavaScript is inlined when this module is imported inside a notebook kernel, so the
-explorer renders offline (nothing is fetched from a CDN).
+explorer renders offline (nothing is fetched from a CDN), also in pages that show plain Bokeh
+plots (see `odelab.ui.notebook`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import panel as pn
-
+from .. import _events
+from ..system import Objective as Objective
+from ..system import as_objective
 from .explorer import Explorer as Explorer
-from .objective import Objective as Objective
-from .objective import as_objective
+from .notebook import load_extension as load_extension
 
 
 def _in_notebook() -> bool:
@@ -25,12 +26,6 @@ def _in_notebook() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
-
-
-def load_extension() -> None:
-    """Load Panel's notebook extension with its JavaScript inlined (no CDN)."""
-    pn.config.inline = True
-    pn.extension(inline=True)
 
 
 if _in_notebook():
@@ -51,7 +46,12 @@ def explore(target: Any, *, loss: Any = None, data: Any = None, **settings: Any)
     it with `odelab serve MODULE:OBJECT`. Every control is also a parameter:
     ``explorer.set_value("alpha", 2.0)``, ``explorer.method = "backsolve"``.
     """
-    return Explorer(as_objective(target, loss=loss, data=data), **settings)
+    explorer = Explorer(as_objective(target, loss=loss, data=data), **settings)
+    s = explorer.settings()  # the loss at the explorer's start, for the sidebar's gradient check
+    _events.emit(_events.OBJECTIVE, fun=explorer.engine.closed_loss(s),
+                 params=explorer.engine.params(s), source="explore",
+                 name=f"{explorer.objective.system.name}: {explorer.objective.loss_name}")
+    return explorer
 
 
 __all__ = ["Explorer", "Objective", "explore", "load_extension"]

@@ -10,24 +10,36 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _context
 from .._compilations import compile_count
-from .._derivatives import _raise_failures, flat_names, hessian, value_and_gradient
 from .._errors import InputError, OdelabError
-from .._solve import _as_params, solve
+from .._inputs import as_params
+from ..analysis.fields import gradient_field
+from ..derivatives import (
+    difference_estimate,
+    flat_names,
+    forget,
+    hessian,
+    raise_failures,
+    value_and_gradient,
+)
+from ..solve import recording, solve
+from ..system import Objective
 from . import phase
-from .objective import Objective
 
-REFERENCE_RTOL = 1e-10
+REFERENCE_RTOL = 1e-10  # the reference gradient's tolerance ...
+REFERENCE_CHECK_RTOL = 1e-9  # ... and the looser one that estimates its error
 REFERENCE_ATOL = 1e-12
+CROSS_CHECK = "finite-difference"  # as a reference: finite differences, labelled a cross-check
 MAX_HESSIAN_PARAMETERS = 60
 
 
@@ -44,7 +56,7 @@ class Settings:
     method: str
     rtol: float
     atol: float
-    reference: str = "finite-difference"
+    reference: str = "auto"
     x_state: int = 0
     y_state: int = 1
 
@@ -75,10 +87,21 @@ class Trajectory:
 
 @dataclasses.dataclass
 class GradientResult:
+    """A gradient by name; as a reference it carries its own error estimate and a label."""
+
     names: list[str]
     loss: float
     gradient: np.ndarray
     reference: np.ndarray | None = None
+    error: np.ndarray | None = None  # this gradient's own error estimate, per name
+    label: str = ""  # how it was computed (shown beside a reference)
+    reference_error: np.ndarray | None = None
+    reference_label: str = ""
+
+    def compare_with(self, reference: GradientResult) -> None:
+        """Show `reference` (a result of `Engine.reference_gradient`) beside this gradient."""
+        self.reference = reference.gradient
+        self.reference_error, self.reference_label = reference.error, reference.label
 
     @property
     def relative_error(self) -> np.ndarray | None:
@@ -96,6 +119,7 @@ class PhaseResult:
     arrows: dict[str, np.ndarray]
     nullclines: list[dict[str, np.ndarray]]  # one per plotted component, empty unless 2 states
     equilibria: list[phase.Equilibrium]
+    note: str = ""  # what the picture is not (e.g. a forced system's snapshot at one time)
 
 
 @dataclasses.dataclass
@@ -124,6 +148,12 @@ class FieldResult:
     log_y: bool
 
 
+def _forget_programs(losses: dict[Any, Callable]) -> None:
+    for loss in list(losses.values()):
+        forget(loss)
+    losses.clear()
+
+
 class Engine:
     """Computes the explorer's views for one Objective, keeping its loss functions stable.
 
@@ -137,6 +167,9 @@ class Engine:
         self.system = objective.system
         self._losses: dict[Any, Callable] = {}
         self._programs: dict[Any, Callable] = {}
+        # odelab's program cache keys the loss functions by what they compute and keeps what
+        # they close over (the objective, the system): when the engine goes, so do they
+        weakref.finalize(self, _forget_programs, self._losses)
 
     # -- inputs -------------------------------------------------------------------------------
     def params(self, s: Settings) -> Any:
@@ -146,7 +179,7 @@ class Engine:
         so a new float value would compile a new program.
         """
         merged = self.system.merge_params(dict(s.values)) if s.values else self.system.params
-        return _as_params(merged, host=True)
+        return as_params(merged, host=True)
 
     def inputs(self, s: Settings) -> dict[str, Any]:
         """The differentiated pytree: parameters, plus y0 and the span held fixed inside."""
@@ -203,7 +236,7 @@ class Engine:
                       jnp.asarray(atol or s.atol, dtype=float))
         out = timed(lambda: program(q["params"], q["y0"], q["t_span"], *tolerances))
         value, g, statuses = out.value
-        _raise_failures(statuses)
+        raise_failures(statuses)
         names, flat = flatten_gradient(g)
         out.value = GradientResult(names, float(value), flat)
         return out
@@ -221,7 +254,7 @@ class Engine:
             loss = self.loss_function(n_save)
 
             def program(params, y0, t_span, rtol, atol):
-                with _context.recording() as rec:
+                with recording() as rec:
                     value, g = value_and_gradient(
                         lambda p: loss({"params": p, "y0": y0, "t_span": t_span}), params,
                         method=method, solver=solver, rtol=rtol, atol=atol)
@@ -231,9 +264,45 @@ class Engine:
         return self._programs[key]
 
     def reference_gradient(self, s: Settings) -> Timed:
-        """The gradient by `s.reference` at tight tolerances, to compare the chosen method with."""
-        return self.gradient(s, method=s.reference, rtol=min(REFERENCE_RTOL, s.rtol),
-                             atol=min(REFERENCE_ATOL, s.atol))
+        """The gradient to compare the chosen method with, and its own error estimate.
+
+        `s.reference` "auto" (or a method): an accurate method at a tight tolerance — the
+        method in use when it differentiates the discrete solve exactly (its compiled program
+        serves), else "auto" (forward or checkpoint) — with the error estimated from the same
+        method at a 10× looser tolerance. "finite-difference": finite differences of the loss,
+        labelled a cross-check, steps searched per parameter and carrying their own error
+        estimate (shares no code with the AD methods; is less accurate than they are).
+        """
+        if s.reference == CROSS_CHECK:
+            return timed(lambda: self._cross_check(s))
+        method = s.reference
+        if method == "auto":
+            method = s.method if s.method in ("auto", "checkpoint", "direct", "forward",
+                                              "forward-sensitivity") else "auto"
+        rtol = min(REFERENCE_RTOL, s.rtol)
+        tight = self.gradient(s, method=method, rtol=rtol, atol=min(REFERENCE_ATOL, s.atol))
+        looser = self.gradient(s, method=method, rtol=max(REFERENCE_CHECK_RTOL, rtol),
+                               atol=min(REFERENCE_ATOL * 10, s.atol))
+        out = tight.value
+        out.error = np.abs(out.gradient - looser.value.gradient)
+        out.label = f"{method} at rtol {rtol:g} (error estimated at rtol " \
+                    f"{max(REFERENCE_CHECK_RTOL, rtol):g})"
+        return Timed(out, tight.seconds + looser.seconds, tight.compiled or looser.compiled)
+
+    def _cross_check(self, s: Settings) -> GradientResult:
+        """Finite differences of the loss at the reference tolerance, with their error."""
+        self.objective.check_span(s.t0, s.t1)
+        params = self.params(s)
+        est = difference_estimate(self.closed_loss(s), params, solver=s.solver,
+                                  rtol=min(REFERENCE_RTOL, s.rtol),
+                                  atol=min(REFERENCE_ATOL, s.atol))
+        diff, _ = eqx.partition(params, eqx.is_inexact_array)
+        unravel = jax.flatten_util.ravel_pytree(diff)[1]
+        names, values = flatten_gradient(unravel(jnp.asarray(est.values)))
+        _, errors = flatten_gradient(unravel(jnp.asarray(est.errors)))
+        return GradientResult(names, float(est.value), values, error=errors,
+                              label="finite differences (cross-check; steps searched, "
+                                    "Richardson)")
 
     # -- phase plane --------------------------------------------------------------------------
     def phase(self, s: Settings, traj: Trajectory) -> PhaseResult:
@@ -246,10 +315,16 @@ class Engine:
         if len(self.system.states) == 2 and i != j:
             nullclines = [phase.zero_contour(field.dx, field.xs, field.ys),
                           phase.zero_contour(field.dy, field.xs, field.ys)]
+        forced = phase.depends_on_time(self.system.f, (s.t0, s.t1), s.y0, i, j, x_range,
+                                       y_range, params)
+        note = ""
+        if forced:  # the fixed points of one time's field are not equilibria of the system
+            note = (f"the field depends on t: arrows and nullclines at t = {s.t0:g}; "
+                    "no equilibria classified")
         equilibria = phase.find_equilibria(self.system.f, s.t0, s.y0, i, j, x_range, y_range,
-                                           params) if i != j else []
+                                           params) if i != j and not forced else []
         return PhaseResult(x_range, y_range, phase.direction_arrows(field), nullclines,
-                           equilibria)
+                           equilibria, note)
 
     # -- second order -------------------------------------------------------------------------
     def spectrum(self, s: Settings) -> Timed:
@@ -286,8 +361,13 @@ class Engine:
         key = ("closed", s.y0, s.t0, s.t1, s.n_save)
         if key not in self._losses:
             system, objective, saveat = self.system, self.objective, self._save(s)
-            self._losses[key] = lambda p: objective.loss(
-                solve(system, y0=s.y0, params=p, t_span=(s.t0, s.t1), saveat=saveat), p)
+            def explorer_loss(p):
+                return objective.loss(
+                    solve(system, y0=s.y0, params=p, t_span=(s.t0, s.t1), saveat=saveat), p)
+
+            # the sidebar (odelab.lab.feed) holds the explorer's losses weakly
+            explorer_loss.__odelab_owned__ = True
+            self._losses[key] = explorer_loss
         return self._losses[key]
 
     # -- loss landscape -----------------------------------------------------------------------
@@ -298,8 +378,6 @@ class Engine:
         Uses `ol.gradient_field` one grid row per compiled call, so `progress(fraction)` can
         report after each row; the axes follow the sliders (range and log scale).
         """
-        from .._fields import gradient_field
-
         self.objective.check_span(s.t0, s.t1)
         info = self.system.param_info
         for name in (x_name, y_name):

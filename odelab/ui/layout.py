@@ -1,28 +1,138 @@
 """The explorer's widgets and page layout: views of the Explorer's parameters.
 
-Every widget is linked both ways to one Explorer parameter; sliders send their value only when
-released (`value_throttled`), so a drag costs one computation, not one per pixel.
+Every widget is built from the current value of one Explorer parameter and linked to it both
+ways; sliders send their value only when released (`value_throttled`), so a drag costs one
+computation, not one per pixel.
+
+Texts that change (status, busy text, statistics, the gradient check report) are raw Bokeh `Div`s
+set by odelab (`LiveHTML`): a change of a Panel markup pane resends the pane's stylesheets as
+links to Panel's CDN, even with inline resources, and nothing may load from outside the page's
+server.
 """
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import panel as pn
-from bokeh.models import CustomJSTickFormatter
+from bokeh.models import CustomJSTickFormatter, Div
 
-from .explorer import (
+from .options import (
     TOLERANCES,
     VIEW_REQUESTS,
-    Explorer,
     method_options,
+    planned_memory_text,
     solver_groups,
 )
 
+if TYPE_CHECKING:  # the explorer builds its layout from here; it is not imported at run time
+    from .explorer import Explorer
+
 CONTROL_WIDTH = 300
 _LOG_FORMAT_JS = "return Number(Math.pow(10, tick).toPrecision(3))"
+# status colours by level (background, text, border), as Bootstrap's alerts
+STATUS_STYLES = {
+    "info": ("#cff4fc", "#055160", "#9eeaf9"),
+    "success": ("#d1e7dd", "#0a3622", "#a3cfbb"),
+    "warning": ("#fff3cd", "#664d03", "#ffe69c"),
+    "danger": ("#f8d7da", "#58151c", "#f1aeb5"),
+}
+
+
+class LiveHTML:
+    """HTML shown in a raw Bokeh `Div` that odelab sets directly (see the module docstring).
+
+    `object` is the HTML (as on a Panel pane); the owner pushes the change to notebook pages.
+    """
+
+    def __init__(self, text: str = "", **styles: str):
+        self.div = Div(text=text, styles=dict(styles), sizing_mode="stretch_width")
+
+    @property
+    def object(self) -> str:
+        return self.div.text
+
+    @object.setter
+    def object(self, text: str) -> None:
+        self.div.text = text
+
+    def __panel__(self) -> pn.pane.Bokeh:
+        return pn.pane.Bokeh(self.div, sizing_mode="stretch_width")
+
+
+def _status_styles(level: str) -> dict[str, str]:
+    background, color, border = STATUS_STYLES.get(level, STATUS_STYLES["info"])
+    return {"background-color": background, "color": color, "border": f"1px solid {border}",
+            "border-radius": "6px", "padding": "10px 14px", "font-size": "13px"}
+
+
+def status_view(ex: Explorer) -> LiveHTML:
+    """The status line: the explorer's `status` in the colour of its `status_level`."""
+    view = LiveHTML()
+
+    def show(*_: Any) -> None:
+        view.object = html.escape(ex.status or "Ready.")
+        view.div.styles = _status_styles(ex.status_level)
+
+    show()
+    ex.param.watch(show, ["status", "status_level"])
+    return view
+
+
+STAGE_LABELS = {"trajectory": "trajectory", "phase": "phase plane", "gradient": "gradient",
+                "reference": "reference gradient"}
+_STAGE_MARKS = {"waiting": ("⋯", "#57606a", "waiting"), "running": ("⟳", "#0969da", "computing…"),
+                "done": ("✓", "#1a7f37", ""), "failed": ("✗", "#cf222e", "failed"),
+                "skipped": ("–", "#8c959f", "not computed")}
+
+
+def stage_text(status: dict, names: list[str] | None = None) -> str:
+    """HTML of each view's progress: a marker, its name, and its seconds once done."""
+    parts = []
+    for name in names or list(status):
+        entry = status.get(name)
+        if entry is None:
+            continue
+        mark, color, word = _STAGE_MARKS.get(entry.get("state", ""), ("", "#57606a", ""))
+        if "seconds" in entry:
+            word = f"{word} {entry['seconds']:.2f} s".strip()
+        label = html.escape(STAGE_LABELS.get(name, name))
+        parts.append(f"<span style='color:{color}'>{mark} {label}"
+                     f"{' ' + html.escape(word) if word else ''}</span>")
+    return " &nbsp;·&nbsp; ".join(parts)
+
+
+def stage_view(ex: Explorer, names: list[str] | None = None) -> LiveHTML:
+    """The progress of the views of the last request (`stage_status`): each view's own marker."""
+    view = LiveHTML(**{"font-size": "12px"})
+
+    def show(*_: Any) -> None:
+        view.object = stage_text(ex.stage_status, names)
+
+    show()
+    ex.param.watch(show, ["stage_status"])
+    return view
+
+
+def progress_view(ex: Explorer) -> LiveHTML:
+    """The header: what the explorer is busy with (while it is) above every view's marker.
+
+    One `Div` for both, so the busy line and the markers always reach the page together: as two
+    Divs, a page was seen keeping the last busy text after the markers said every view was done.
+    """
+    view = LiveHTML(**{"font-size": "12px"})
+
+    def show(*_: Any) -> None:
+        busy = (f"<div style='color:#57606a;font-size:13px'>{html.escape(ex.busy_text)}</div>"
+                if ex.busy else "")
+        view.object = busy + stage_text(ex.stage_status)
+
+    show()
+    ex.param.watch(show, ["busy", "busy_text", "stage_status"])
+    return view
 
 
 def _link(widget: Any, explorer: Explorer, name: str, *, event: str = "value",
@@ -127,9 +237,13 @@ def build_layout(ex: Explorer) -> tuple[pn.viewable.Viewable, dict[str, Any]]:
                                     width=CONTROL_WIDTH)
     _link(w["solver"], ex, "solver")
     w["method"] = pn.widgets.Select(label="Gradient method",
-                                    options=method_options(VIEW_REQUESTS.get(ex.view)),
+                                    options=method_options(VIEW_REQUESTS.get(ex.view),
+                                                           ex.method_names),
                                     value=ex.method, width=CONTROL_WIDTH)
     _link(w["method"], ex, "method")
+    w["method_memory"] = pn.pane.Markdown(
+        planned_memory_text(ex.system, ex.method_names, int(ex.n_save)), width=CONTROL_WIDTH,
+        styles={"font-size": "smaller"})
     w["reference"] = pn.widgets.Select.from_param(ex.param.reference, label="Reference gradient",
                                                   width=CONTROL_WIDTH)
     w["rtol"] = _tolerance_slider(ex, "rtol")
@@ -148,14 +262,19 @@ def build_layout(ex: Explorer) -> tuple[pn.viewable.Viewable, dict[str, Any]]:
 
     def relabel_methods(e):
         # the menu marks methods that cannot serve the view in front, with the reason
-        w["method"].options = method_options(VIEW_REQUESTS.get(e.new))
+        w["method"].options = method_options(VIEW_REQUESTS.get(e.new), ex.method_names)
 
     ex.param.watch(relabel_methods, "view")
+
+    def replan_memory(e):
+        w["method_memory"].object = planned_memory_text(ex.system, ex.method_names, int(e.new))
+
+    ex.param.watch(replan_memory, "n_save")
 
     controls = pn.Column(
         pn.pane.Markdown(f"### {ex.system.name}\n{ex.system.description}",
                          width=CONTROL_WIDTH),
-        w["solver"], w["method"], w["rtol"], w["atol"],
+        w["solver"], w["method"], w["method_memory"], w["rtol"], w["atol"],
         pn.pane.Markdown("**Parameters**"), *w["params"].values(),
         pn.pane.Markdown("**Initial state and time span**"),
         pn.GridBox(*w["y0"], ncols=3),
@@ -168,20 +287,23 @@ def build_layout(ex: Explorer) -> tuple[pn.viewable.Viewable, dict[str, Any]]:
     bokeh = lambda fig: pn.pane.Bokeh(fig, sizing_mode="stretch_width")  # noqa: E731
     clear = pn.widgets.Button(label="Clear clicked trajectories", width=220)
     clear.on_click(ex.clear_trajectories)
-    phase_tab = pn.Column(pn.Row(w["x_state"], w["y_state"], clear), bokeh(p.phase.figure),
-                          sizing_mode="stretch_width")
+    w["phase_stage"] = stage_view(ex, ["phase"])
+    phase_tab = pn.Column(pn.Row(w["x_state"], w["y_state"], clear), w["phase_stage"],
+                          bokeh(p.phase.figure), sizing_mode="stretch_width")
 
     check = pn.widgets.Button(label="Check gradient (ol.check_gradient)", color="primary",
                               width=280)
     check.on_click(ex.run_check)
-    w["check_report"] = pn.pane.HTML(ex._check_report, sizing_mode="stretch_width")
+    w["check_report"] = LiveHTML(ex._check_report)
+    w["gradient_stage"] = stage_view(ex, ["gradient", "reference"])
     gradient_tab = pn.Column(
         pn.Row(w["reference"], w["shown_params"]),
         pn.Row(pn.widgets.Checkbox.from_param(ex.param.compute_gradient,
                                               label="recompute on every change"),
                pn.widgets.Checkbox.from_param(ex.param.compute_reference,
                                               label="with reference")),
-        bokeh(p.gradient.figure), bokeh(p.gradient.error_figure), check, w["check_report"],
+        w["gradient_stage"], bokeh(p.gradient.figure), bokeh(p.gradient.error_figure), check,
+        w["check_report"],
         sizing_mode="stretch_width")
 
     field_button = pn.widgets.Button(label="Compute gradient field", color="primary")
@@ -200,7 +322,8 @@ def build_layout(ex: Explorer) -> tuple[pn.viewable.Viewable, dict[str, Any]]:
                             bokeh(p.spectrum.vector_figure), sizing_mode="stretch_width")
 
     training_tab = _training_tab(ex)
-    w["stats"] = pn.pane.HTML(pn.bind(_stats_table, ex.param.stats), sizing_mode="stretch_width")
+    w["stats"] = LiveHTML(_stats_table(ex.stats))
+    ex.param.watch(lambda e: setattr(w["stats"], "object", _stats_table(e.new)), "stats")
 
     tabs = pn.Tabs(
         ("Trajectory", bokeh(p.trajectory.figure)),
@@ -213,17 +336,15 @@ def build_layout(ex: Explorer) -> tuple[pn.viewable.Viewable, dict[str, Any]]:
         dynamic=False, sizing_mode="stretch_width",
     )
     names = [t for t, _ in zip(ex.param.view.objects, tabs)]
+    tabs.active = names.index(ex.view)  # the view chosen before the layout was built
     tabs.param.watch(lambda e: setattr(ex, "view", names[e.new]), "active")
     ex.param.watch(lambda e: setattr(tabs, "active", names.index(e.new)), "view")
     w["tabs"] = tabs
 
     spinner = pn.indicators.LoadingSpinner(value=ex.param.busy, width=24, height=24)
-    busy_text = pn.pane.Str(pn.bind(lambda b, t: t if b else "", ex.param.busy,
-                                    ex.param.busy_text))
-    status = pn.pane.Alert(pn.bind(lambda s: s or "Ready.", ex.param.status),
-                           alert_type=ex.param.status_level, sizing_mode="stretch_width")
-    w["status"] = status
-    header = pn.Row(spinner, busy_text, sizing_mode="stretch_width")
+    w["status"] = status = status_view(ex)
+    w["stages"] = progress_view(ex)
+    header = pn.Row(spinner, w["stages"], sizing_mode="stretch_width")
     layout = pn.Row(controls, pn.Column(header, status, tabs, sizing_mode="stretch_width"),
                     sizing_mode="stretch_width")
     return layout, w

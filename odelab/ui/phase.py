@@ -131,6 +131,42 @@ def zero_contour(values: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> dict[str
 
 
 # --------------------------------------------------------------------------------------------
+# time dependence (forced systems)
+# --------------------------------------------------------------------------------------------
+@eqx.filter_jit
+def _time_rates(f, ts, points, params):
+    """|∂f/∂t| and |f| at every (t, point): shape (len(ts), len(points), n_states) each."""
+
+    def at(t, y):
+        value, rate = jax.jvp(lambda s: f(s, y, params), (t,), (jnp.ones_like(t),))
+        return jnp.abs(rate), jnp.abs(value)
+
+    return jax.vmap(lambda t: jax.vmap(lambda y: at(t, y))(points))(ts)
+
+
+def depends_on_time(f, t_span, base: Any, i: int, j: int, x_range, y_range, params,
+                    n: int = 5, rtol: float = 1e-12) -> bool:
+    """Whether f(t, y, p) changes with t (a forced, non-autonomous system) in the (i, j) plane.
+
+    ∂f/∂t (exact, by forward-mode differentiation) on an n × n grid of the plane at n times over
+    `t_span`; an autonomous field gives exact zeros. Its phase plane is then a snapshot at one
+    time, and the fixed points of that snapshot are not equilibria of the system.
+    """
+    base = np.asarray(base, dtype=float)
+    X, Y = np.meshgrid(np.linspace(*x_range, n), np.linspace(*y_range, n))
+    points = np.tile(base, (X.size, 1))
+    points[:, i], points[:, j] = X.ravel(), Y.ravel()
+    t0, t1 = (float(v) for v in t_span)
+    ts = np.linspace(t0, t1, n)
+    rates, values = _time_rates(f, jnp.asarray(ts), jnp.asarray(points), params)
+    rates, values = np.asarray(rates), np.asarray(values)
+    duration = max(abs(t1 - t0), 1e-300)
+    scale = float(np.max(values[np.isfinite(values)], initial=0.0)) + 1e-300
+    rates = rates[np.isfinite(rates)]
+    return bool(rates.size) and float(np.max(rates)) * duration > rtol * scale
+
+
+# --------------------------------------------------------------------------------------------
 # equilibria
 # --------------------------------------------------------------------------------------------
 NEWTON_ITERATIONS = 40

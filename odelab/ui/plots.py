@@ -74,9 +74,10 @@ class PhasePlot:
     Clicks (Bokeh Tap events) are forwarded to `on_tap(x, y)`.
     """
 
+    TITLE = "Phase portrait (click to start a trajectory there)"
+
     def __init__(self):
-        self.figure = _figure(title="Phase portrait (click to start a trajectory there)",
-                              tools=TOOLS + ",tap", height=420)
+        self.figure = _figure(title=self.TITLE, tools=TOOLS + ",tap", height=420)
         seg = {"x0": [], "y0": [], "x1": [], "y1": []}
         self.arrows = ColumnDataSource({**seg, "speed": []})
         self.nullcline_x = ColumnDataSource(dict(seg))
@@ -128,6 +129,7 @@ class PhasePlot:
         }
         self.figure.x_range.start, self.figure.x_range.end = result.x_range
         self.figure.y_range.start, self.figure.y_range.end = result.y_range
+        self.figure.title.text = f"{self.TITLE} — {result.note}" if result.note else self.TITLE
 
     def add_extra(self, xs: np.ndarray, ys: np.ndarray, keep: int = 12) -> None:
         data = self.extra.data

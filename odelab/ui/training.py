@@ -2,21 +2,31 @@
 
 Training runs on its own thread (it takes many steps); the loss curve and the prediction update
 every few steps, Stop ends it after the current step, and the best parameters seen are kept and
-can be copied back to the sliders.
+can be copied back to the sliders. The plots are changed on the kernel's event loop (see
+`Explorer._finish`), one update after the other, never from the training thread itself.
+
+The loss curve is sent whole at each update, not streamed: Panel's page side sends what the kernel
+streams back to it, and the kernel appends it a second time (the line then runs back to step 0).
+odelab.ui.notebook filters those echoes in the page; a whole curve stays right even without.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import panel as pn
 import param
 
 from .compute import plain_error
-from .explorer import Explorer, _optional
+from .layout import LiveHTML
+from .options import optional, running_loop
+
+if TYPE_CHECKING:  # the explorer owns this panel; it is not imported at run time
+    from .explorer import Explorer
 
 
 class TrainingPanel(pn.viewable.Viewer):
@@ -34,10 +44,31 @@ class TrainingPanel(pn.viewable.Viewer):
         self.plot = explorer.plots.training
         self.result = None
         self._thread: threading.Thread | None = None
+        self._message = LiveHTML(self.message)
+        self.param.watch(lambda e: setattr(self._message, "object", html.escape(e.new)),
+                         "message")
+
+    def description(self) -> str:
+        """What a fit minimises, over which parameters, against which data (HTML)."""
+        ex = self.explorer
+        objective = ex.objective
+        names = ", ".join(ex.values) or "none"
+        text = (f"Fits the parameters <b>{html.escape(names)}</b> of "
+                f"<b>{html.escape(ex.system.name)}</b>, starting from the sliders, by minimising "
+                f"the loss <b>{html.escape(objective.loss_name)}</b> with Adam.")
+        if objective.data is not None:
+            ts, ys = objective.data
+            text += (f" Data: {len(ts)} observation times from t = {ts[0]:g} to {ts[-1]:g} "
+                     "(dots in the plot below; lines: the model's prediction).")
+        else:
+            text += (" This system has no observations: the plot below shows the predicted "
+                     "trajectory only. Give data with "
+                     "<code>ol.explore(system, data=(ts, ys))</code> to fit them.")
+        return text
 
     def train(self, *_: Any, wait: bool = False) -> None:
         """Start training from the current slider values (on a thread unless `wait`)."""
-        fit = _optional("fit")
+        fit = optional("fit")
         if fit is None or self.running:
             return
         import optax
@@ -47,14 +78,16 @@ class TrainingPanel(pn.viewable.Viewer):
         fun = ex.engine.closed_loss(s)
         start = ex.engine.params(s)
         names = [k for k, _ in s.values]
-        doc = pn.state.curdoc
+        doc, loop = pn.state.curdoc, running_loop()
+        history: dict[str, list] = {"step": [], "loss": []}
         self.plot.loss.data = {"step": [], "loss": []}
         self.running = True
         self.message = "Training…"
+        ex._push()
 
         def callback(event) -> None:
             self.result = event.result
-            losses = {"step": [event.step], "loss": [float(event.loss)]}
+            step, loss = int(event.step), float(event.loss)
             prediction = None
             if isinstance(event.params, dict) and names:
                 values = tuple((k, float(event.params[k])) for k in names)
@@ -64,12 +97,15 @@ class TrainingPanel(pn.viewable.Viewer):
                     prediction = None
 
             def draw() -> None:
-                self.plot.loss.stream(losses)
+                history["step"].append(step)
+                history["loss"].append(loss)
+                self.plot.loss.data = {k: list(v) for k, v in history.items()}
                 if prediction is not None:
                     self.plot.prediction.show(prediction)
-                self.message = f"step {event.step}: loss {float(event.loss):.6g}"
+                self.message = f"step {step}: loss {loss:.6g}"
+                ex._push()
 
-            ex._finish(doc, draw)
+            ex._finish(doc, draw, loop)
 
         def run() -> None:
             try:
@@ -87,8 +123,9 @@ class TrainingPanel(pn.viewable.Viewer):
             def done() -> None:
                 self.running = False
                 self.message = text
+                ex._push()
 
-            ex._finish(doc, done)
+            ex._finish(doc, done, loop)
 
         if wait:
             run()
@@ -119,7 +156,8 @@ class TrainingPanel(pn.viewable.Viewer):
             pn.Row(pn.widgets.FloatInput.from_param(self.param.learning_rate, width=120),
                    pn.widgets.IntInput.from_param(self.param.steps, width=100), train, stop,
                    best),
-            pn.pane.Str(self.param.message),
+            pn.pane.HTML(self.description(), sizing_mode="stretch_width"),
+            self._message,
             pn.pane.Bokeh(self.plot.figure, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.plot.prediction.figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",

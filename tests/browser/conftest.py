@@ -1,9 +1,14 @@
 """Browser test infrastructure: a real JupyterLab server and Debian's Chromium driven by Playwright.
 
 `scripts/install_browser.sh` installs /usr/bin/chromium (Playwright's own browser download does not
-work offline). The server runs with a token on 127.0.0.1, a free port, a temporary root folder, no
-news or update checks, and PANEL_INLINE=1 so Panel's JavaScript is served inline. Screenshots go to
-test-artifacts/.
+work offline). The server runs with a token on 127.0.0.1, a free port, a temporary root folder,
+PANEL_INLINE=1 so Panel's JavaScript is served inline, and the project's JupyterLab settings
+(binder/overrides.json, which scripts/setup.sh and binder/postBuild install: no news toast, no
+update checks). Screenshots go to test-artifacts/.
+
+Every page records the URL of each request it makes (`page.requests`), the requests that failed
+or were answered with an HTTP error (`page.failures`) and its console (`page.console_messages`).
+All browser tests run on one pytest-xdist worker (tests/conftest.py), so one server serves them.
 """
 
 from __future__ import annotations
@@ -23,26 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from browser_options import CHROMIUM
+from jupyterlab_page import ARTIFACTS, new_page, save_page_artifacts, shut_down_kernels
 
-CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
+LAB_OVERRIDES = REPO / "binder" / "overrides.json"  # the project's JupyterLab settings
 STARTUP_TIMEOUT_S = 90
 
-# Keep Chromium from calling home: no component updates, sync, translation or metrics.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
-    "--metrics-recording-only",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-dev-shm-usage",
-]
 
 
 @dataclass(frozen=True)
@@ -51,8 +43,13 @@ class LabServer:
     token: str
     root: Path
 
-    def lab_url(self, path: str = "lab") -> str:
-        return f"{self.url}{path}?token={self.token}"
+    def lab_url(self, path: str = "lab", query: str = "") -> str:
+        return f"{self.url}{path}?{query + '&' if query else ''}token={self.token}"
+
+    @property
+    def host(self) -> str:
+        """host:port of the server, what every request of a page must go to."""
+        return self.url.split("//", 1)[1].rstrip("/")
 
 
 def pytest_collection_modifyitems(items):
@@ -85,13 +82,18 @@ def _wait_for_status(url: str, token: str, process: subprocess.Popen, log: Path)
     raise RuntimeError(f"jupyter lab did not answer in {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
 
 
-def _write_user_settings(settings_dir: Path) -> None:
-    # No "Would you like to receive news?" toast covering the page.
-    notification = settings_dir / "@jupyterlab" / "apputils-extension"
-    notification.mkdir(parents=True, exist_ok=True)
-    (notification / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
+def _app_settings(folder: Path) -> Path:
+    """The installation's JupyterLab app settings plus the project's overrides.json."""
+    installed = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings"
+    if installed.is_dir():
+        shutil.copytree(installed, folder, dirs_exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    overrides = json.loads(LAB_OVERRIDES.read_text())
+    installed_overrides = folder / "overrides.json"
+    if installed_overrides.exists():
+        overrides = {**json.loads(installed_overrides.read_text()), **overrides}
+    installed_overrides.write_text(json.dumps(overrides, indent=1))
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +105,7 @@ def jupyter_lab(tmp_path_factory) -> LabServer:
     root, settings, workspaces = base / "root", base / "settings", base / "workspaces"
     for folder in (root, settings, workspaces):
         folder.mkdir()
-    _write_user_settings(settings)
+    app_settings = _app_settings(base / "app-settings")
     port, token = _free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
@@ -128,6 +130,7 @@ def jupyter_lab(tmp_path_factory) -> LabServer:
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
         "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.app_settings_dir={app_settings}",
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
@@ -162,33 +165,13 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
-def browser():
-    """Debian's Chromium, headless, through Python Playwright."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(browser, request):
     """A fresh page; a screenshot named after the test is saved to test-artifacts/ at the end."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    messages = []
-    page.on("console", lambda msg: messages.append(f"{msg.type}: {msg.text}"))
-    page.console_messages = messages
+    page = new_page(browser)
     yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    name = request.node.name.replace("/", "_").replace("[", "_").replace("]", "")
     try:
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-        (ARTIFACTS / f"{name}.console.txt").write_text("\n".join(messages))
+        save_page_artifacts(page, request.node.name)
+        shut_down_kernels(page)
     finally:
-        context.close()
+        page.context.close()
