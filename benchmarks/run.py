@@ -95,14 +95,18 @@ def _targets(results: dict[str, list[dict]]) -> list[str]:
                 continue
             median, op, bound, unit = match.groups()
             bound = float(bound)
-            value = row.get("median_ms") if median else row.get("ratio")
+            value = row.get("median_ms") if median else row.get(
+                "ratio", row.get("odelab / torchdiffeq"))
             if unit == "%":
                 bound = 1.0 + bound / 100.0
             if value is None:
                 continue
             met = {"≤": value <= bound, "<": value < bound, "≥": value >= bound}[op]
             what = row.get("benchmark") or " · ".join(
-                str(row[k]) for k in ("problem", "what", "method") if row.get(k))
+                str(row[k]) for k in ("problem", "what", "method", "case", "odelab")
+                if row.get(k))
+            if row.get("torchdiffeq"):
+                what += f" vs torchdiffeq {row['torchdiffeq']}"
             shown = f"{value:.3g}" + (" ms" if median else "")
             lines.append(f"| {what} | {shown} | {match.group(0)} | {'yes' if met else 'NO'} |")
     if not lines:

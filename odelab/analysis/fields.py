@@ -37,6 +37,7 @@ from .._progress import ProgressBar
 from ..derivatives import value_and_gradient
 from ..solve import choose_solver, current, record, recording, solve
 from ..system import System
+from .layouts import choose_layout, member_params, solve_shared
 
 BATCH_AXIS = "batch"
 DEFAULT_CHUNK = 1024  # points per compiled call; bounds device memory for big grids
@@ -394,16 +395,32 @@ def gradient_field(fun: Callable, params: Mapping[str, Any], x: tuple, y: tuple,
 # ensembles
 # --------------------------------------------------------------------------------------------
 @eqx.filter_jit
-def _ensemble_chunk(system, settings, member):
+def _ensemble_chunk(system, settings, shared, layout, member, traced=False):
+    """The members of `member` (a chunk, or the whole batch inside a transform) in `layout`."""
+    if layout == "shared":
+        members = _batch_size(member, "batch")
+        y0s = member.get("y0")
+        if y0s is None:
+            y0s = jnp.broadcast_to(jnp.asarray(system.y0), (members, len(system.states)))
+        out = solve_shared(system, y0s, shared, member.get("params", {}), members, settings)
+    else:
+        def one(m):
+            p = shared if "params" not in m else member_params(shared, m["params"])
+            return solve(system, y0=m.get("y0"), params=p, **settings)
 
-    def one(m):
-        return solve(system, y0=m.get("y0"), params=m.get("params"), **settings)
+        if traced:  # the enclosing derivative call collects the statuses
+            out = vmap_solves(one, member)
+        else:
+            with recording():  # statuses are on each member's Solution already
+                out = vmap_solves(one, member)
+    return dataclasses.replace(out, layout=layout)
 
-    with recording():  # statuses are on each member's Solution already
-        return vmap_solves(one, member)
+
+def _is_traced(*trees: Any) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trees))
 
 
-def _batched_params(system: System, params_batch: Any) -> Any:
+def _batched_params(system: System, params_batch: Any, traced: bool) -> Any:
     if isinstance(system.params, Mapping) and isinstance(params_batch, Mapping):
         unknown = [k for k in params_batch if k not in system.params]
         if unknown:
@@ -411,28 +428,60 @@ def _batched_params(system: System, params_batch: Any) -> Any:
                 f"`params_batch` names {unknown[0]!r}, which system {system.name!r} does not have."
                 f"{closest(unknown[0], system.params)}"
             )
+        if traced:
+            return {k: jnp.asarray(v, dtype=jnp.result_type(float))
+                    for k, v in params_batch.items()}
         return {k: jnp.asarray(finite_array(f"params_batch[{k!r}]", v),
                                dtype=jnp.result_type(float)) for k, v in params_batch.items()}
     params_batch = as_params(params_batch)
-    check_params_finite(params_batch, "params_batch")
+    if not traced:
+        check_params_finite(params_batch, "params_batch")
     return params_batch
 
 
+def _shared_params(system: System, params: Any, traced: bool) -> Any:
+    """The parameters every member uses: the system's, updated by `params` when given."""
+    if params is None:
+        return system.params
+    if isinstance(system.params, Mapping) and isinstance(params, Mapping):
+        unknown = [k for k in params if k not in system.params]
+        if unknown:
+            raise InputError(
+                f"`params` names {unknown[0]!r}, which system {system.name!r} does not have."
+                f"{closest(unknown[0], system.params)}")
+        params = {**system.params, **params}
+    params = as_params(params)
+    if not traced:
+        check_params_finite(params, "params")
+    return params
+
+
 def solve_ensemble(system: System, params_batch: Any = None, y0_batch: Any = None, *,
+                   params: Any = None, layout: str = "auto",
                    t_span: Any = None, saveat: Any = None, solver: Any = None, rtol: Any = None,
                    atol: Any = None, max_steps: int | None = None, method: Any = None,
                    chunk_size: int | None = None, progress: Any = None,
                    throw: bool = True):
-    """Solve `system` for a batch of parameter sets and/or initial states in one vmapped program.
+    """Solve `system` for a batch of parameter sets and/or initial states in one program.
 
     params_batch: for dict parameters, a dict of arrays with a leading batch axis naming only the
       parameters that vary (``{"alpha": np.linspace(1, 2, 100)}``); otherwise a pytree shaped like
       `system.params` with a leading batch axis on every array.
     y0_batch: an array (batch, n_states) of initial states.
+    params: the parameters every member shares (default: the system's; for dict parameters, the
+      entries given replace the system's). Differentiate through them, e.g. a neural ODE's
+      network over a batch of initial states:
+      ``ol.gradient(lambda net: loss(ol.solve_ensemble(node, y0_batch=y0s, params=net).ys), net)``.
+    layout: "shared" integrates the members stacked into one state with one step size (each
+      member's error still held to the tolerances), "per-member" vmaps the solve (each member its
+      own steps), "auto" (default) takes "shared" for explicit solvers on one device and
+      "per-member" for implicit solvers or several devices; `sols.layout` says which ran
+      (odelab/analysis/layouts.py explains the choice).
     The other arguments are those of `ol.solve`. Returns one `Solution` whose arrays carry the
     batch as their leading axis (`sols.ys[i]` is member i's trajectory). The batch is split across
     all devices (see the module docstring); `throw=False` returns failed members instead of
-    raising (check `sols.result != 0`).
+    raising (check `sols.result != 0`). Inside `ol.gradient`, `jax.jit` or another transform the
+    batch runs as one program (no chunks, no progress) and the result stays differentiable.
 
         >>> sols = ol.solve_ensemble(sys, params_batch={"rho": np.linspace(20, 30, 64)})
         >>> sols.ys.shape   # (64, 201, 3)
@@ -443,11 +492,15 @@ def solve_ensemble(system: System, params_batch: Any = None, y0_batch: Any = Non
         raise InputError("Give `params_batch` and/or `y0_batch`: what varies across the ensemble.")
     if isinstance(saveat, str):
         raise InputError("`saveat='dense'` is not available for ensembles; give a count or times.")
+    traced = _is_traced(params_batch, y0_batch, params)
     member: dict[str, Any] = {}
     if params_batch is not None:
-        member["params"] = _batched_params(system, params_batch)
+        member["params"] = _batched_params(system, params_batch, traced)
     if y0_batch is not None:
-        y0s = jnp.asarray(finite_array("y0_batch", y0_batch), dtype=jnp.result_type(float))
+        if traced:
+            y0s = jnp.asarray(y0_batch, dtype=jnp.result_type(float))
+        else:
+            y0s = jnp.asarray(finite_array("y0_batch", y0_batch), dtype=jnp.result_type(float))
         if y0s.ndim != 2 or y0s.shape[1] != len(system.states):
             raise InputError(
                 f"`y0_batch` has shape {y0s.shape}; expected (batch, {len(system.states)}) for "
@@ -455,16 +508,21 @@ def solve_ensemble(system: System, params_batch: Any = None, y0_batch: Any = Non
             )
         member["y0"] = y0s
     _batch_size(member, "params_batch and y0_batch")
+    shared = _shared_params(system, params, traced)
     defaults = current()
     if (solver or defaults.solver or "auto") == "auto":
         # choose once, on the host, from the system's defaults: members share one program
         solver, _ = choose_solver(system, system.y0, system.params, t_span or system.t_span)
+    solver = solver or defaults.solver
+    layout, _ = choose_layout(layout, solver, 1 if traced else device_mesh().devices.size)
     # tolerances as arrays: new values must not recompile
     settings = dict(t_span=t_span, saveat=saveat, solver=solver,
                     rtol=None if rtol is None else jnp.asarray(float(rtol)),
                     atol=None if atol is None else jnp.asarray(float(atol)),
                     max_steps=max_steps, method=method)
-    out = map_batched(lambda m: _ensemble_chunk(system, settings, m), member,
+    if traced:
+        return _ensemble_chunk(system, settings, shared, layout, member, traced=True)
+    out = map_batched(lambda m: _ensemble_chunk(system, settings, shared, layout, m), member,
                       chunk_size=chunk_size, progress=progress, desc="ensemble")
     sols = jax.tree_util.tree_map(jnp.asarray, out)
     failed = np.flatnonzero(np.asarray(sols.result) != 0)

@@ -40,6 +40,9 @@ class SolveConfig:
     n_save: int
     fixed_steps: bool
     max_steps: int
+    # >1: the state is that many members stacked (`ol.solve_ensemble(layout="shared")`); the
+    # step-size controller holds each member's error to the tolerances (worst member's norm)
+    error_groups: int = 1
     solver_reason: str = dataclasses.field(default="", compare=False)
     method_reason: str = dataclasses.field(default="", compare=False)
 
@@ -73,6 +76,7 @@ def prepare(system: Any, s: Any) -> tuple[SolveConfig, dict[str, Any]]:
         n_save=s.n_save,
         fixed_steps=s.fixed,
         max_steps=s.max_steps,
+        error_groups=getattr(system, "error_groups", 1),
         solver_reason=s.solver_reason,
         method_reason=s.method_reason,
     )
@@ -128,6 +132,20 @@ def tangent_field(f, prest):
     return augmented
 
 
+def worst_member_norm(members: int):
+    """The controller's error norm for `members` stacked states: the largest of the members' RMS
+    norms, so a step shared by all members is accepted only when every member's error is within
+    the tolerances (diffrax's default, one RMS over everything, would let one member's error hide
+    among the others'). Every leaf's leading axis is the flattened member-major state."""
+
+    def norm(error):
+        rows = [jnp.reshape(x, (members, -1)) for x in jax.tree_util.tree_leaves(error)]
+        per_member = jnp.concatenate(rows, axis=1)
+        return jnp.max(jnp.sqrt(jnp.mean(per_member ** 2, axis=1)))
+
+    return norm
+
+
 def run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractAdjoint,
         tangents: tuple[Any, Any] | None = None):
     """The diffrax solve of `config` on `inputs`, as a Solution.
@@ -142,7 +160,9 @@ def run(config: SolveConfig, inputs: dict[str, Any], adjoint: diffrax.AbstractAd
         controller = diffrax.ConstantStepSize()
         dt0 = inputs["dt"]
     else:
-        controller = diffrax.PIDController(rtol=inputs["rtol"], atol=inputs["atol"])
+        norm = worst_member_norm(config.error_groups) if config.error_groups > 1 else None
+        controller = diffrax.PIDController(rtol=inputs["rtol"], atol=inputs["atol"],
+                                           **({} if norm is None else {"norm": norm}))
         dt0 = None
     # The final state (where a failed solve stopped) comes from a second save; diffrax's
     # BacksolveAdjoint takes only one, so there the last finite saved point stands in for it.

@@ -79,6 +79,8 @@ class Solution(eqx.Module):
     solver_reason: str = eqx.field(static=True, default="")
     method_reason: str = eqx.field(static=True, default="")
     failure_hint: str = eqx.field(static=True, default="")
+    # ol.solve_ensemble: "shared" (one stacked state, one step size) or "per-member", and why
+    layout: str = eqx.field(static=True, default="")
 
     # -- access -----------------------------------------------------------------------------
     def __getitem__(self, state: str) -> jax.Array:
