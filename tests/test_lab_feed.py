@@ -316,3 +316,15 @@ def test_the_extension_accepts_every_reply_type_the_kernel_sends():
     accepted = set(re.findall(r"case '(\w+)'", body[:body.index("\n}\n")]))
     assert sent == {"items", "status", "capabilities", "defaults", "display", "error"}
     assert sent <= accepted, f"replies the extension would refuse: {sent - accepted}"
+
+
+def test_a_second_explorer_of_the_same_system_is_one_objective(registry):
+    """The sidebar's own explorer tab of a system explored in the notebook adds no duplicate."""
+    system = _decay()
+    first = ol.explore(system)
+    second = ol.explore(system)
+    (objective,) = _items(registry, "objective")
+    assert objective["name"] == "decay: " + first.objective.loss_name
+    other = ol.explore(ol.gallery.lotka_volterra())
+    assert len(_items(registry, "objective")) == 2
+    del first, second, other

@@ -133,7 +133,15 @@ class Feed:
         key = id(fun)
         with self._lock:
             item = self._objectives.get(key)
-            if item is None or item.fun is not fun:
+            if item is not None and item.fun is not fun:  # an id reused by a new function
+                item = None
+            if item is None and source == "explore":
+                # a second explorer of the same system and loss (the sidebar's own tab of a
+                # system explored in the notebook, say) is the same objective: one item
+                item = self._same_explorer_objective(name or objective_name(fun))
+                if item is not None:
+                    key = next(k for k, held in self._objectives.items() if held is item)
+            if item is None:
                 item = ObjectiveItem(fun, params, name or objective_name(fun), source, options,
                                      on_dead=self._forget_objective)
                 self._objectives[key] = item
@@ -153,6 +161,13 @@ class Feed:
         # last_used: the palette's check picks the objective used most recently
         self.registry.track(item, "objective", item.name, source=source,
                             sources=list(item.sources), n_params=n, last_used=time.time())
+
+    def _same_explorer_objective(self, name: str) -> ObjectiveItem | None:
+        """A live objective an explorer registered under `name` (call with the lock held)."""
+        for held in self._objectives.values():
+            if held.name == name and "explore" in held.sources and held.fun is not None:
+                return held
+        return None
 
     def _forget_objective(self, item: ObjectiveItem) -> None:
         """An explorer's loss was collected: its item leaves the feed and the registry."""
