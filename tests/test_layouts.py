@@ -102,3 +102,38 @@ def test_layout_and_params_mistakes_name_the_fix(decay):
         ol.solve_ensemble(decay, y0_batch=Y0S, layout="stacked")
     with pytest.raises(InputError, match=r"`params` names 'kk'.*Did you mean 'k'"):
         ol.solve_ensemble(decay, y0_batch=Y0S, params={"kk": 1.0})
+
+
+@pytest.mark.parametrize("layout", ["shared", "per-member"])
+def test_every_gradient_method_through_the_batch_one_after_another(decay, layout):
+    """Each method in turn on the same loss (a program of one must not leak into the next)."""
+
+    def loss(k):
+        sols = ol.solve_ensemble(decay, y0_batch=Y0S[:2], params={"k": k}, saveat=[0.0, T],
+                                 layout=layout, solver="tsit5", rtol=1e-10, atol=1e-12)
+        return jnp.sum(sols.ys[:, -1, 0])
+
+    k = 0.7
+    want = -T * np.sum(Y0S[:2]) * np.exp(-k * T)
+    for method in ("checkpoint", "forward", "forward-sensitivity", "backsolve", "interpolating",
+                   "direct", "finite-difference"):
+        got = ol.gradient(loss, k, method=method)
+        np.testing.assert_allclose(got, want, rtol=1e-4 if method == "finite-difference"
+                                   else 1e-7, err_msg=method)
+
+
+def test_session_tolerances_reach_the_batch(decay):
+    """A changed session default is used, not the one the chunk program first saw."""
+    from odelab.solve import set_session_defaults
+
+    kw = dict(params_batch={"k": KS[:2]}, y0_batch=Y0S[:2], saveat=TS, solver="tsit5")
+    try:
+        set_session_defaults(rtol=1e-3, atol=1e-6)
+        loose = np.asarray(ol.solve_ensemble(decay, **kw).ys)
+        set_session_defaults(rtol=1e-10, atol=1e-13)
+        tight = np.asarray(ol.solve_ensemble(decay, **kw).ys)
+    finally:
+        set_session_defaults()
+    want = exact(KS[:2], Y0S[:2], TS)
+    assert np.max(np.abs(tight[..., 0] - want)) < 1e-8
+    assert np.max(np.abs(loose[..., 0] - want)) > 10 * np.max(np.abs(tight[..., 0] - want))

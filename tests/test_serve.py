@@ -177,11 +177,25 @@ def _websocket_status(port: int, headers: dict[str, str]) -> int:
     return int(reply.split(b" ", 2)[1])
 
 
-def _load_page(context, url: str) -> None:
+def _wait_ready(page, server: ServerProcess) -> None:
+    """Until the page shows the explorer's trajectory; on a timeout, fail with what the server
+    logged and what the page said (its console and text)."""
+    console = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    try:
+        page.wait_for_function(PAGE_READY, timeout=180_000)
+    except Exception as err:  # playwright's TimeoutError
+        raise AssertionError(
+            f"the explorer page never drew its trajectory ({type(err).__name__}).\n"
+            f"page text: {page.inner_text('body')[:500]!r}\nconsole: {console[-20:]}\n"
+            f"server log:\n{server.log()[-3000:]}") from err
+
+
+def _load_page(context, url: str, server: ServerProcess) -> None:
     """Open `url` in a new tab, wait until the explorer computed and showed, close the tab."""
     page = context.new_page()
     assert page.goto(url).status == 200
-    page.wait_for_function(PAGE_READY, timeout=180_000)
+    _wait_ready(page, server)
     page.close()
 
 
@@ -233,7 +247,7 @@ def test_sixteen_page_loads_give_their_memory_back(local_server, browser):
     start = time.monotonic()
     levels = []
     for i in range(16):
-        _load_page(context, url)
+        _load_page(context, url, server)
         server.wait_idle()
         if i % 5 == 0:  # after the 1st, 6th, 11th and 16th load
             levels.append(server.rss_mb())
@@ -328,10 +342,10 @@ def test_session_cap_refuses_politely(open_server, browser):
     context = browser.new_context()
     first = context.new_page()
     first.goto(f"http://127.0.0.1:{port}/odelab?token={token}")  # the link from the terminal
-    first.wait_for_function(PAGE_READY, timeout=180_000)  # the cookie admitted the websocket
+    _wait_ready(first, open_server)  # the cookie admitted the websocket
     second = context.new_page()
     second.goto(f"http://127.0.0.1:{port}/odelab")
-    second.wait_for_function(PAGE_READY, timeout=180_000)
+    _wait_ready(second, open_server)
     refused_before = open_server.count("refused a page")
     third = context.new_page()
     response = third.goto(f"http://127.0.0.1:{port}/odelab")
@@ -342,7 +356,7 @@ def test_session_cap_refuses_politely(open_server, browser):
     first.close()
     open_server.wait_for(r"\(1 of 2 live\)", 30, count=open_server.count(r"\(1 of 2 live\)") + 1)
     assert third.reload().status == 200
-    third.wait_for_function(PAGE_READY, timeout=180_000)
+    _wait_ready(third, open_server)
     context.close()
     open_server.wait_idle()
 

@@ -394,8 +394,7 @@ def gradient_field(fun: Callable, params: Mapping[str, Any], x: tuple, y: tuple,
 # --------------------------------------------------------------------------------------------
 # ensembles
 # --------------------------------------------------------------------------------------------
-@eqx.filter_jit
-def _ensemble_chunk(system, settings, shared, layout, member, traced=False):
+def _ensemble_members(system, settings, shared, layout, member, traced=False):
     """The members of `member` (a chunk, or the whole batch inside a transform) in `layout`."""
     if layout == "shared":
         members = _batch_size(member, "batch")
@@ -414,6 +413,15 @@ def _ensemble_chunk(system, settings, shared, layout, member, traced=False):
             with recording():  # statuses are on each member's Solution already
                 out = vmap_solves(one, member)
     return dataclasses.replace(out, layout=layout)
+
+
+# One program per chunk shape. Only for concrete batches: inside a transform, the solves read
+# the derivative call's traced tolerances from the context, which a cached program would keep.
+_ensemble_chunk = eqx.filter_jit(_ensemble_members)
+
+
+def _tolerance(value: Any) -> Any:
+    return value if isinstance(value, jax.core.Tracer) else jnp.asarray(float(value))
 
 
 def _is_traced(*trees: Any) -> bool:
@@ -515,13 +523,18 @@ def solve_ensemble(system: System, params_batch: Any = None, y0_batch: Any = Non
         solver, _ = choose_solver(system, system.y0, system.params, t_span or system.t_span)
     solver = solver or defaults.solver
     layout, _ = choose_layout(layout, solver, 1 if traced else device_mesh().devices.size)
+    # the defaults in force, resolved here: the chunk program must not bake in the context's
+    rtol = rtol if rtol is not None else defaults.rtol
+    atol = atol if atol is not None else defaults.atol
+    method = method if method is not None else defaults.method
+    max_steps = max_steps if max_steps is not None else defaults.max_steps
     # tolerances as arrays: new values must not recompile
     settings = dict(t_span=t_span, saveat=saveat, solver=solver,
-                    rtol=None if rtol is None else jnp.asarray(float(rtol)),
-                    atol=None if atol is None else jnp.asarray(float(atol)),
+                    rtol=None if rtol is None else _tolerance(rtol),
+                    atol=None if atol is None else _tolerance(atol),
                     max_steps=max_steps, method=method)
     if traced:
-        return _ensemble_chunk(system, settings, shared, layout, member, traced=True)
+        return _ensemble_members(system, settings, shared, layout, member, traced=True)
     out = map_batched(lambda m: _ensemble_chunk(system, settings, shared, layout, m), member,
                       chunk_size=chunk_size, progress=progress, desc="ensemble")
     sols = jax.tree_util.tree_map(jnp.asarray, out)

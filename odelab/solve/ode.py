@@ -136,12 +136,20 @@ def worst_member_norm(members: int):
     """The controller's error norm for `members` stacked states: the largest of the members' RMS
     norms, so a step shared by all members is accepted only when every member's error is within
     the tolerances (diffrax's default, one RMS over everything, would let one member's error hide
-    among the others'). Every leaf's leading axis is the flattened member-major state."""
+    among the others'). Leaves whose leading axis is the flattened member-major state (the state,
+    its sensitivities and adjoints) are split by member; any other leaf (the cotangent of a
+    shared parameter in an adjoint solve) counts towards every member.
+    """
 
     def norm(error):
-        rows = [jnp.reshape(x, (members, -1)) for x in jax.tree_util.tree_leaves(error)]
-        per_member = jnp.concatenate(rows, axis=1)
-        return jnp.max(jnp.sqrt(jnp.mean(per_member ** 2, axis=1)))
+        square, count, rest, rest_count = 0.0, 0, 0.0, 0
+        for x in jax.tree_util.tree_leaves(error):
+            if jnp.ndim(x) and jnp.shape(x)[0] % members == 0:
+                rows = jnp.reshape(x, (members, -1))
+                square, count = square + jnp.sum(rows ** 2, axis=1), count + rows.shape[1]
+            else:
+                rest, rest_count = rest + jnp.sum(jnp.asarray(x) ** 2), rest_count + jnp.size(x)
+        return jnp.max(jnp.sqrt((square + rest) / max(count + rest_count, 1)))
 
     return norm
 
