@@ -34,6 +34,7 @@ SUITE = {
     "bench_fields": "gradient fields batched vs looped; ensembles over devices; Lanczos",
     "bench_ui": "explorer latency from a slider move to new plot data",
     "bench_first_frame": "explorer first frame of a new system: when each view is drawn",
+    "bench_compile": "where a first call's time goes: tracing, lowering, XLA compilation",
     "bench_check": "gradient check: first verdict / one gradient's first call; the tutorial",
     "bench_torch": "odelab vs torchdiffeq on a neural ODE (needs torch + torchdiffeq)",
 }
