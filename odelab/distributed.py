@@ -233,8 +233,10 @@ def check_results() -> dict[str, Any]:
     """
     decay = exponential_decay()
     ks = np.linspace(0.2, 1.6, 6)
+    # per-member: one process's single device would otherwise share steps across the batch,
+    # while several devices split it per member; the same layout gives the same arithmetic
     sols = solve_ensemble(decay, params_batch={"k": ks}, t_span=(0.0, T_END), saveat=[T_END],
-                          **SETTINGS)
+                          layout="per-member", **SETTINGS)
 
     def final(p):
         sol = solve(decay, y0=jnp.reshape(p["y0"], (1,)), params={"k": p["k"]},

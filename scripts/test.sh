@@ -22,8 +22,9 @@ if [ $# -eq 0 ]; then
   (cd extension && jlpm test) || status=1
 fi
 echo "[odelab test] python tests"
-# tests/conftest.py keeps the browser tests on one worker (one JupyterLab server, one Chromium)
-python -m pytest -ra --durations=30 -n "${ODELAB_TEST_WORKERS:-2}" "$@" || status=1
+# tests/conftest.py keeps the browser tests on one worker (one JupyterLab server, one Chromium).
+# A crashed worker ends the run at once (a replaced worker once left the scheduler waiting).
+python -m pytest -ra --durations=30 -n "${ODELAB_TEST_WORKERS:-2}" --max-worker-restart=0 "$@" || status=1
 set -e
 # what the browser tests measured (not asserted: benchmarks own speed)
 for f in test-artifacts/first_frame_seconds.txt test-artifacts/notebooks/run_all_seconds.txt; do

@@ -83,3 +83,31 @@ def _no_borrowed_event_loop(request):
         yield
     finally:
         asyncio._set_running_loop(loop)
+
+
+# Each compiled XLA program maps a few memory regions, and JAX keeps every program it compiled.
+# A test worker compiles tens of thousands of programs (one module of stiff-solver tests: ~7000
+# mappings); at Linux's vm.max_map_count (65530) the next mmap fails and XLA segfaults while
+# compiling or serialising. Past this many mappings the worker drops its compiled programs
+# (they are recompiled, or read from the persistent cache, when needed again).
+_MAX_MAPPINGS = 20000
+
+
+def _mapping_count() -> int:
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            return sum(1 for _ in maps)
+    except OSError:  # not Linux: no such limit to stay under
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _stay_under_the_mapping_limit():
+    yield
+    if _mapping_count() > _MAX_MAPPINGS:
+        import gc
+
+        import jax
+
+        jax.clear_caches()
+        gc.collect()

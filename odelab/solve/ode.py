@@ -19,7 +19,7 @@ import numpy as np
 
 from .._compilations import SOLVE_TRACES
 from .._errors import InputError
-from .._inputs import check_memory, is_concrete, traced
+from .._inputs import check_memory, float_dtype, is_concrete, traced
 from .gradient_method import GradientMethod
 from .solution import Solution, check_start
 from .solvers import solver_spec
@@ -107,9 +107,16 @@ def check_solution_memory(s: Any, n_states: int) -> None:
             f"{n_states} states", stored + dense,
             "Lower max_steps, or save at a number of points (saveat=1000) instead of 'dense'.")
         return
-    given = f"`saveat={s.n_save}` asks for" if s.ts is None else "`saveat` holds"
+    check_saved_points_memory(s.n_save, s.ts, n_states)
+
+
+def check_saved_points_memory(n_save: int, ts: Any, n_states: int) -> None:
+    """Refuse save points that cannot fit: checked before anything is traced or compiled (even
+    before `solver='auto'` probes the system)."""
+    stored = 2 * n_save * (n_states + 1) * np.dtype(float_dtype()).itemsize
+    given = f"`saveat={n_save}` asks for" if ts is None else "`saveat` holds"
     check_memory(
-        f"{given} {s.n_save} save points of {n_states} states", stored,
+        f"{given} {n_save} save points of {n_states} states", stored,
         "Save fewer points (e.g. saveat=1000), give only the times you need as an array, or use "
         "saveat='dense' and evaluate the solution where you need it (sol.evaluate(t)).")
 

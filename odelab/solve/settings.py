@@ -35,6 +35,7 @@ from . import auto, defaults
 from .defaults import DEFAULT_MAX_STEPS, DEFAULT_SAVE_POINTS  # noqa: F401  (re-exported)
 from .gradient_method import GradientMethod, method_names, method_object
 from .memory import MemoryProblem, count_floats, solver_stages
+from .ode import check_saved_points_memory
 from .solvers import SolverSpec, solver_spec
 
 DEFAULT_RTOL = 1e-6
@@ -88,6 +89,10 @@ def resolve(system: Any, *, kind: str, y0: Any, params: Any, t_span: Any, saveat
         check_params_finite(params)
     t0, t1 = check_t_span(system.t_span if t_span is None else t_span)
 
+    save, n_save, ts = save_times(saveat, t0, t1)
+    if save != "dense":  # the interpolant's size depends on the solver: checked once it is known
+        check_saved_points_memory(n_save, ts, len(system.states))
+
     solver = solver if solver is not None else context.solver
     solver = solver if solver is not None else "auto"
     reason = ""
@@ -98,7 +103,6 @@ def resolve(system: Any, *, kind: str, y0: Any, params: Any, t_span: Any, saveat
 
     max_steps = max_steps if max_steps is not None else context.max_steps
     n_max = check_count("max_steps", max_steps, default=default_max_steps, example=100000)
-    save, n_save, ts = save_times(saveat, t0, t1)
 
     method = method if method is not None else context.method
     method = method_object(method if method is not None else "auto")
