@@ -52,10 +52,19 @@ class LabServer:
         return self.url.split("//", 1)[1].rstrip("/")
 
 
+# A browser test whose page failed to load a resource runs once more, in a fresh page. One CI run
+# (not reproduced in a dozen local runs, idle or loaded) saw a page of
+# test_mixed_outputs[explorer-first] fail 8 loads with ERR_NAME_NOT_RESOLVED and could not say
+# which: console lines now name the URL. A real CDN dependency fails both runs; the run's summary
+# counts every rerun, and the first attempt's console and requests stay in test-artifacts/.
+RERUN_ON = [r"Failed to load resource", r"ERR_NAME_NOT_RESOLVED"]
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if Path(str(item.fspath)).parent == Path(__file__).parent:
             item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.flaky(reruns=1, only_rerun=RERUN_ON))
 
 
 def _free_port() -> int:
@@ -171,7 +180,8 @@ def page(browser, request):
     page = new_page(browser)
     yield page
     try:
-        save_page_artifacts(page, request.node.name)
+        attempt = getattr(request.node, "execution_count", 1)  # counted by pytest-rerunfailures
+        save_page_artifacts(page, request.node.name + ("" if attempt <= 1 else f"-run{attempt}"))
         shut_down_kernels(page)
     finally:
         page.context.close()

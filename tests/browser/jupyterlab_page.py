@@ -231,13 +231,23 @@ def drawn_pixels(area) -> int:
     return max(counts, default=0)
 
 
+def console_line(msg) -> str:
+    """A console message as one line; a failed load also names what failed (Chromium's text does
+    not, its location does)."""
+    line = f"{msg.type}: {msg.text}"
+    where = (msg.location or {}).get("url", "")
+    if msg.text.startswith("Failed to load resource") and where:
+        line += f" ({where})"
+    return line
+
+
 def new_page(browser, width: int = 1400, height: int = 900):
     """A page in a fresh browser context that records its requests and console."""
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.console_messages, page.requests, page.failures = [], [], []
-    page.on("console", lambda msg: page.console_messages.append(f"{msg.type}: {msg.text}"))
+    page.on("console", lambda msg: page.console_messages.append(console_line(msg)))
     page.on("pageerror", lambda err: page.console_messages.append(f"pageerror: {err}"))
     page.on("request", lambda req: page.requests.append(req.url))
     page.on("requestfailed",
