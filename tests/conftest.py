@@ -6,7 +6,11 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-import odelab  # noqa: F401  (float64 on)
+# Explorers compile ahead on a thread once idle (odelab.ui.ahead); in the suite that would only
+# add load to the tests that follow. tests/test_ui_ahead.py turns it on where it is tested.
+os.environ.setdefault("ODELAB_COMPILE_AHEAD", "0")
+
+import odelab  # noqa: E402, F401  (float64 on)
 
 # Tests compile JAX programs: generous deadlines, few examples, deterministic in CI.
 settings.register_profile(

@@ -480,6 +480,38 @@ def test_bokeh_loaders_leave_out_scripts_only_a_server_serves():
     assert not served_only("/lab/static/extensions/x.js")
 
 
+def test_panel_messages_from_a_subshell_thread_are_handled_on_the_main_loop(monkeypatch):
+    # JupyterLab >= 4.4 hands comm messages to kernel subshells (threads); Panel's must be
+    # handled on the main thread, in the order they came, like every other change of its models
+    import asyncio
+
+    from odelab.ui import notebook
+
+    handled = []
+
+    def handle(comm, msg):
+        handled.append((msg, threading.current_thread() is threading.main_thread()))
+
+    wrapped = notebook.on_main_thread(handle)
+
+    async def main():
+        monkeypatch.setattr(notebook, "_MAIN_LOOP", [asyncio.get_running_loop()])
+        senders = threading.Thread(target=lambda: [wrapped(None, k) for k in range(5)])
+        senders.start()
+        senders.join()
+        wrapped(None, "main")  # on the main thread: handled at once
+        assert handled == [("main", True)]
+        await asyncio.sleep(0.05)  # the loop runs the handed-over calls
+
+    asyncio.run(main())
+    assert handled == [("main", True)] + [(k, True) for k in range(5)]
+    monkeypatch.setattr(notebook, "_MAIN_LOOP", [])  # no loop known: called where it is
+    thread = threading.Thread(target=wrapped, args=(None, "direct"))
+    thread.start()
+    thread.join()
+    assert handled[-1] == ("direct", False)
+
+
 def test_a_new_combination_tells_the_lab_it_is_compiling(ex):
     """The status bar's "compiling…" comes from these events: on while a new combination
     compiles, off after, balanced; a warm slider move announces nothing."""

@@ -83,6 +83,7 @@ class Trajectory:
     ys: np.ndarray
     stats: dict[str, int]
     message: str
+    solver: str = ""  # the solver that ran ("auto" resolved)
 
 
 @dataclasses.dataclass
@@ -203,7 +204,7 @@ class Engine:
         out = timed(run)
         sol = out.value
         ts, ys = sol.to_numpy()
-        out.value = Trajectory(ts, ys, sol.stats, sol.message)
+        out.value = Trajectory(ts, ys, sol.stats, sol.message, sol.solver)
         return out
 
     # -- gradients ----------------------------------------------------------------------------
@@ -275,10 +276,7 @@ class Engine:
         """
         if s.reference == CROSS_CHECK:
             return timed(lambda: self._cross_check(s))
-        method = s.reference
-        if method == "auto":
-            method = s.method if s.method in ("auto", "checkpoint", "direct", "forward",
-                                              "forward-sensitivity") else "auto"
+        method = self.reference_method(s)
         rtol = min(REFERENCE_RTOL, s.rtol)
         tight = self.gradient(s, method=method, rtol=rtol, atol=min(REFERENCE_ATOL, s.atol))
         looser = self.gradient(s, method=method, rtol=max(REFERENCE_CHECK_RTOL, rtol),
@@ -288,6 +286,14 @@ class Engine:
         out.label = f"{method} at rtol {rtol:g} (error estimated at rtol " \
                     f"{max(REFERENCE_CHECK_RTOL, rtol):g})"
         return Timed(out, tight.seconds + looser.seconds, tight.compiled or looser.compiled)
+
+    @staticmethod
+    def reference_method(s: Settings) -> str:
+        """The gradient method of the reference (`s.reference` not finite differences)."""
+        if s.reference != "auto":
+            return s.reference
+        return s.method if s.method in ("auto", "checkpoint", "direct", "forward",
+                                        "forward-sensitivity") else "auto"
 
     def _cross_check(self, s: Settings) -> GradientResult:
         """Finite differences of the loss at the reference tolerance, with their error."""

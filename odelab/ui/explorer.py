@@ -29,6 +29,7 @@ import math
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -44,7 +45,9 @@ from .._inputs import check_count, check_t_span, check_tolerance, finite_array, 
 from ..methods import METHODS, methods
 from ..solve import SOLVERS, solver_spec
 from ..system import Objective
+from .ahead import CompileAhead, enabled_by_default
 from .compute import (
+    CROSS_CHECK,
     Engine,
     GradientResult,
     PhaseResult,
@@ -55,7 +58,7 @@ from .compute import (
 )
 from .layout import build_layout
 from .notebook import shown_when_connected
-from .options import explorer_methods, optional, running_loop
+from .options import explorer_methods, optional, running_loop, solver_groups
 from .plots import FieldPlot, GradientPlot, PhasePlot, SpectrumPlot, TrainingPlot, TrajectoryPlot
 from .training import TrainingPanel
 
@@ -171,6 +174,11 @@ class Explorer(pn.viewable.Viewer):
         "Trajectory", "Phase portrait", "Gradient", "Gradient field", "Hessian", "Training",
         "Stats"], doc="The tab in front (decides which methods the menu marks as unusable).")
     background = param.Boolean(default=False, doc="Compute on a worker thread.")
+    compile_ahead = param.Boolean(default=None, allow_None=True, doc=(
+        "Once a request is drawn and the machine is quiet, compile on a low-priority thread "
+        "what is likely asked next: the Gradient tab's reference, the next method, the next "
+        "solver (odelab.ui.ahead). Only for a displayed explorer. Default: on, unless "
+        "ODELAB_COMPILE_AHEAD=0."))
 
     # outputs (read-only for users)
     status = param.String(default="", doc="What happened last, in plain words.")
@@ -219,6 +227,10 @@ class Explorer(pn.viewable.Viewer):
         self._pending: list[Future] = []
         self._for_main_thread: list[Callable[[], None]] = []
         self._seen_static: set = set()
+        if self.compile_ahead is None:
+            self.compile_ahead = enabled_by_default()
+        me = weakref.ref(self)  # the ahead thread does not keep the explorer alive
+        self.ahead = CompileAhead(busy=lambda: (lambda e: e is None or e.busy)(me()))
         self._last: MainResult | None = None
         self._layout = None
         self._check_report = ""
@@ -310,6 +322,7 @@ class Explorer(pn.viewable.Viewer):
         seconds), skipped. `background` overrides the explorer's setting for this request.
         """
         on_worker = self.background if background is None else background
+        self.ahead.hold()  # what is asked for goes first
         with self._lock:
             rid = self._requests[kind] = self._requests.get(kind, 0) + 1
         # the busy indicator and the stages' markers cost page updates: shown as they change
@@ -605,6 +618,7 @@ class Explorer(pn.viewable.Viewer):
     def _main_done(self, r: MainResult, static: tuple) -> None:
         """After the last stage of a request: the status says how all of it went."""
         self._seen_static.add(static)
+        self._plan_ahead(r, static)
         self._show_stats(r)
         if r.errors:
             self._report(" ".join(r.errors), "warning")
@@ -617,6 +631,42 @@ class Explorer(pn.viewable.Viewer):
         if (self.background and skipped and self.view == "Gradient" and r.gradient is not None
                 and self.compute_reference):
             self.refresh()  # the Gradient tab came to the front after the reference was skipped
+
+    def _plan_ahead(self, r: MainResult, static: tuple) -> None:
+        """Queue what is likely asked next (odelab.ui.ahead), once this request is drawn."""
+        s, ahead, engine = r.settings, self.ahead, self.engine
+        ahead.mark_done(("trajectory", s.solver, s.n_save))
+        if r.gradient is not None:
+            ahead.mark_done(("gradient", s.n_save, s.method, s.solver))
+        if not self.compile_ahead or self._layout is None:  # only for a displayed explorer
+            return
+        items: list = []
+
+        def gradient(method: str, solver: str, seen: tuple | None = None) -> None:
+            key = ("gradient", s.n_save, method, solver)
+            settings = dataclasses.replace(s, method=method, solver=solver)
+
+            def run() -> None:
+                engine.gradient(settings)
+                if seen is not None:  # that combination's first request will not compile
+                    self._seen_static.add(seen)
+
+            items.append((key, run))
+
+        if (self.compute_gradient and self.compute_reference and s.reference != CROSS_CHECK
+                and r.gradient is not None):
+            gradient(engine.reference_method(s), s.solver)
+        solver = _next_solver(s.solver, r.trajectory.solver)
+        if solver is not None:
+            items.append((("trajectory", solver, s.n_save),
+                          lambda: engine.trajectory(dataclasses.replace(s, solver=solver))))
+        if self.compute_gradient:
+            following = _next_in(self.method_names, s.method)
+            if following is not None:
+                gradient(following, s.solver)
+            if solver is not None:
+                gradient(s.method, solver, seen=(solver, *static[1:]))
+        ahead.plan(items)
 
     def _on_view(self, event: Any) -> None:
         if event.new != "Gradient" or not (self.compute_gradient and self.compute_reference):
@@ -773,10 +823,29 @@ class Explorer(pn.viewable.Viewer):
         wait=False returns at once (a computation already running finishes on its own), for a
         server closing the explorer of a session that ended.
         """
+        self.ahead.close()
         if self._executor is not None:
             self._executor.shutdown(wait=wait, cancel_futures=True)
             self._executor = None
         self._pending.clear()
+
+
+def _next_in(menu: list[str], current: str) -> str | None:
+    """The entry after `current` in `menu` (the one before, for the last); None if alone."""
+    if current not in menu or len(menu) < 2:
+        return None
+    k = menu.index(current)
+    return menu[k + 1] if k + 1 < len(menu) else menu[k - 1]
+
+
+def _next_solver(current: str, resolved: str) -> str | None:
+    """The solver menu's neighbour of `current` in its group (explicit or stiff); for "auto",
+    of the solver it chose (`resolved`)."""
+    name = resolved if current == "auto" else current
+    for group in solver_groups().values():
+        if name in group:
+            return _next_in(group, name)
+    return None
 
 
 def _track(status: dict, name: str | None, seconds: float, error: str | None,

@@ -36,12 +36,26 @@ overwritten by an earlier one, or refer to a model the page does not know yet. S
 first holds a small marker; when the page has drawn it (and so has opened the comm), the marker
 reports back and is replaced by the view, built from the state of that moment. Every later change
 travels over the open comm, in order.
+
+JupyterLab 4.4 and later send comm messages to kernel subshells (ipykernel 7): each comm target's
+messages are handled on a thread of its own, while the main shell runs cells and the explorer's
+results are applied on the main thread. Panel's documents are not thread-safe: a page's message
+handled on a subshell thread while the main thread changes the same document could send the page
+half-made models (measured: about one first frame in three then carried Panel's stylesheets as
+CDN addresses, which fail offline, instead of inline). `load_extension` therefore hands every
+Panel (pyviz_comms) message that arrives on another thread to the kernel's main event loop, where
+Panel's messages were handled before subshells existed; other comms (ipywidgets, odelab's own
+JupyterLab bridge) keep their subshells.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import bokeh
 import panel as pn
@@ -146,6 +160,45 @@ def _hook_bokeh_loaders() -> None:
         _hooked.append(publisher)
 
 
+_MAIN_LOOP: list = []  # the kernel's main event loop, once known
+HANDED_OVER = [0]  # how many messages came on another thread and went to the main loop
+
+
+def on_main_thread(handle: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """`handle(comm, msg)`, run on the kernel's main event loop when called from another thread
+    (a subshell), in the order the calls were made; called directly on the main thread or when
+    no main loop is known."""
+
+    @functools.wraps(handle)
+    def handle_on_main(comm: Any, msg: Any) -> Any:
+        loop = _MAIN_LOOP[0] if _MAIN_LOOP else None
+        if loop is not None and threading.current_thread() is not threading.main_thread():
+            try:
+                loop.call_soon_threadsafe(handle, comm, msg)
+                HANDED_OVER[0] += 1
+                return None
+            except RuntimeError:  # the loop has closed (the kernel is shutting down)
+                pass
+        return handle(comm, msg)
+
+    handle_on_main.__odelab_main_thread__ = True
+    return handle_on_main
+
+
+def _panel_messages_on_main_thread() -> None:
+    """Handle Panel's comm messages on the main thread (see the module docstring)."""
+    from pyviz_comms import Comm
+
+    from .options import running_loop
+
+    loop = running_loop()
+    if loop is None or threading.current_thread() is not threading.main_thread():
+        return
+    _MAIN_LOOP[:] = [loop]
+    if not getattr(Comm._handle_msg, "__odelab_main_thread__", False):
+        Comm._handle_msg = on_main_thread(Comm._handle_msg)
+
+
 def load_extension() -> None:
     """Load Panel's notebook extension in the current kernel, its JavaScript inlined (no CDN).
 
@@ -166,6 +219,7 @@ def load_extension() -> None:
     for output in captured.outputs:
         publish_display_data(guarded(output.data), output.metadata or None)
     _hook_bokeh_loaders()
+    _panel_messages_on_main_thread()
 
 
 class OdelabPageMarker(ReactiveHTML):
