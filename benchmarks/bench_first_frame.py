@@ -13,6 +13,11 @@ before it did, the trajectory waited for all of them, a ratio of 1), and the tim
 trajectory over the first call of diffrax's own jitted solve of the same problem (also in a fresh
 process), the anchor issue 18 measures against.
 
+The next choice: after the first frame, picking the next solver in the menu (tsit5 -> dopri5), in
+a fresh process with compiling ahead on (the explorer compiles it while the person looks; the
+clock starts once that is done) and in another with it off: the time until every view of the
+new solver is drawn, with and without (full run only).
+
     python benchmarks/bench_first_frame.py            # both modes, Trajectory and Gradient tabs
     python benchmarks/bench_first_frame.py --quick    # background=False, Trajectory tab only
     python benchmarks/bench_first_frame.py --code /path/to/other/checkout   # another version
@@ -87,6 +92,25 @@ print(json.dumps({"first_solve": time.perf_counter() - start}))
 """
 
 
+_SWITCH = r"""
+import json, os, sys, time
+os.environ["ODELAB_COMPILE_AHEAD"] = sys.argv[1]
+import odelab as ol
+ex = ol.explore(ol.gallery.lorenz(), n_save=1000, solver="tsit5", rtol=1e-6, atol=1e-8,
+                t0=0.0, t1=20.0)
+ex.__panel__()  # displayed (its layout built): the first frame, then the ahead queue
+start = time.perf_counter()
+assert ex.ahead.wait(900)
+ahead = time.perf_counter() - start
+start = time.perf_counter()
+ex.solver = "dopri5"  # the next solver in the menu: trajectory, phase plane, gradient
+switch = time.perf_counter() - start
+assert ex.status_level == "success", ex.status
+assert ex._last.trajectory.solver == "dopri5" and ex._last.gradient is not None
+print(json.dumps({"ahead_s": ahead, "switch_s": switch, "failed": len(ex.ahead.failed)}))
+"""
+
+
 def _child(code: str, args: list[str], source: Path = ROOT, cache: str = "off") -> dict:
     env = dict(os.environ, ODELAB_CACHE_DIR=cache, PANEL_INLINE="1",
                PYTHONPATH=os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]))
@@ -138,6 +162,18 @@ def run(quick: bool = False, code: Path = ROOT) -> list[dict]:
         "ratio": warm["trajectory"] / cold["trajectory"],
         "note": "target ≤ 0.3 (issue 18); all_s here: the first trajectory with an empty cache",
     })
+    if not quick:
+        off = _child(_SWITCH, ["0"], code)
+        on = _child(_SWITCH, ["1"], code)
+        rows.append({
+            "benchmark": "next solver after the first frame (Lorenz, tsit5 -> dopri5), compiled "
+                         "ahead / not (fresh processes)",
+            "trajectory_s": on["switch_s"], "phase_s": float("nan"),
+            "gradient_s": float("nan"), "all_s": off["switch_s"],
+            "ratio": on["switch_s"] / off["switch_s"],
+            "note": f"trajectory_s: every view with compile-ahead, after its "
+                    f"{on['ahead_s']:.1f} s in the background; all_s: without",
+        })
     bare = bare_first_solve()
     rows.append({
         "benchmark": "first trajectory of Lorenz in the explorer / diffrax's own first solve "
