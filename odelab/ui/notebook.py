@@ -50,6 +50,7 @@ JupyterLab bridge) keep their subshells.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import re
@@ -189,10 +190,11 @@ def _panel_messages_on_main_thread() -> None:
     """Handle Panel's comm messages on the main thread (see the module docstring)."""
     from pyviz_comms import Comm
 
-    from .options import running_loop
-
-    loop = running_loop()
-    if loop is None or threading.current_thread() is not threading.main_thread():
+    try:
+        loop = asyncio.get_running_loop()  # a kernel's, on its main thread
+    except RuntimeError:
+        return
+    if threading.current_thread() is not threading.main_thread():
         return
     _MAIN_LOOP[:] = [loop]
     if not getattr(Comm._handle_msg, "__odelab_main_thread__", False):
