@@ -57,8 +57,8 @@ from .compute import (
     plain_error,
 )
 from .layout import build_layout
-from .notebook import shown_when_connected
-from .options import explorer_methods, optional, running_loop, solver_groups
+from .notebook import running_loop, shown_when_connected
+from .options import explorer_methods, optional, solver_groups
 from .plots import FieldPlot, GradientPlot, PhasePlot, SpectrumPlot, TrainingPlot, TrajectoryPlot
 from .training import TrainingPanel
 
@@ -229,8 +229,7 @@ class Explorer(pn.viewable.Viewer):
         self._seen_static: set = set()
         if self.compile_ahead is None:
             self.compile_ahead = enabled_by_default()
-        me = weakref.ref(self)  # the ahead thread does not keep the explorer alive
-        self.ahead = CompileAhead(busy=lambda: (lambda e: e is None or e.busy)(me()))
+        self.ahead = CompileAhead(busy=functools.partial(_busy, weakref.ref(self)))
         self._last: MainResult | None = None
         self._layout = None
         self._check_report = ""
@@ -828,6 +827,13 @@ class Explorer(pn.viewable.Viewer):
             self._executor.shutdown(wait=wait, cancel_futures=True)
             self._executor = None
         self._pending.clear()
+
+
+def _busy(explorer: weakref.ref) -> bool:
+    """Whether the explorer computes something asked for (held weakly: the ahead thread must
+    not keep it alive); a collected explorer counts as busy, so nothing more starts."""
+    ex = explorer()
+    return ex is None or ex.busy
 
 
 def _next_in(menu: list[str], current: str) -> str | None:

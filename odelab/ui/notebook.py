@@ -161,6 +161,14 @@ def _hook_bokeh_loaders() -> None:
         _hooked.append(publisher)
 
 
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running this thread (a Jupyter kernel's), or None (a plain script)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 _MAIN_LOOP: list = []  # the kernel's main event loop, once known
 HANDED_OVER = [0]  # how many messages came on another thread and went to the main loop
 
@@ -190,11 +198,8 @@ def _panel_messages_on_main_thread() -> None:
     """Handle Panel's comm messages on the main thread (see the module docstring)."""
     from pyviz_comms import Comm
 
-    try:
-        loop = asyncio.get_running_loop()  # a kernel's, on its main thread
-    except RuntimeError:
-        return
-    if threading.current_thread() is not threading.main_thread():
+    loop = running_loop()
+    if loop is None or threading.current_thread() is not threading.main_thread():
         return
     _MAIN_LOOP[:] = [loop]
     if not getattr(Comm._handle_msg, "__odelab_main_thread__", False):

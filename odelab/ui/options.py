@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -77,9 +76,3 @@ def optional(name: str) -> Callable | None:
         return None
 
 
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running this thread (a Jupyter kernel's), or None (a plain script)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

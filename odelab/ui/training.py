@@ -23,7 +23,8 @@ import param
 
 from .compute import plain_error
 from .layout import LiveHTML
-from .options import optional, running_loop
+from .notebook import running_loop
+from .options import optional
 
 if TYPE_CHECKING:  # the explorer owns this panel; it is not imported at run time
     from .explorer import Explorer
